@@ -1,0 +1,58 @@
+//! One module per command. `dispatch` loads what a command needs (the
+//! configuration only for commands that talk to Kafka or serve telemetry)
+//! and runs it.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::{Config, Overrides};
+use crate::telemetry;
+
+/// Runs the parsed command line; the exit code is the command's own
+/// (`setup-topics --check` exits 2 on drift).
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let Cli { global, command } = cli;
+    match command {
+        // Commands that neither talk to Kafka nor serve telemetry run without
+        // a configuration, so a customer can use them anywhere.
+        Command::Keygen(_) => not_available("keygen"),
+        Command::Receive(_) => not_available("receive"),
+        command => {
+            let config = load_config(&global)?;
+            with_config(command, config).await
+        }
+    }
+}
+
+async fn with_config(command: Command, _config: Config) -> Result<ExitCode> {
+    match command {
+        Command::Run(_) => not_available("run"),
+        Command::SetupTopics(_) => not_available("setup-topics"),
+        Command::Tenants(_) => not_available("tenants"),
+        Command::Send(_) => not_available("send"),
+        Command::Demo(_) => not_available("demo"),
+        Command::Api(_) => not_available("api"),
+        Command::Keygen(_) | Command::Receive(_) => {
+            unreachable!("dispatched without a configuration")
+        }
+    }
+}
+
+/// Loads and validates the configuration, then starts logging in the
+/// configured format.
+fn load_config(global: &GlobalArgs) -> Result<Config> {
+    let overrides = Overrides {
+        bootstrap_servers: global.bootstrap_servers.clone(),
+    };
+    let config = Config::load(global.config.as_deref(), &overrides)?;
+    telemetry::init_logging(config.telemetry.log_format);
+    Ok(config)
+}
+
+/// A command of the contract whose implementation has not landed yet. It
+/// says so and fails rather than pretending to work.
+fn not_available(command: &str) -> Result<ExitCode> {
+    anyhow::bail!("`hookline {command}` is not available yet")
+}

@@ -1,0 +1,23 @@
+//! `tracing` subscriber set-up: human-readable text for terminals, JSON lines
+//! for log collectors. Logs go to stderr so that commands that print results
+//! (`tenants get`, `receive`) keep stdout clean.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. The level comes from `RUST_LOG`
+/// (default `info`; librdkafka's own chatter stays at `warn`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests that run several commands in one
+    // process) keeps the first subscriber; that is not an error.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

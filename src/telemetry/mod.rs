@@ -1,0 +1,5 @@
+//! Telemetry: logs now; metrics and the health endpoints join them here.
+
+mod logging;
+
+pub use logging::init_logging;
