@@ -1,1 +1,8 @@
-fn main(){}
+//! The one integration-test binary. Every test talks to the real Kafka broker
+//! that `make up` (testcontainers/kafka.sh) starts, with topics and a
+//! consumer group of its own, so tests run in parallel against one broker.
+
+mod support;
+
+mod cli;
+mod kafka_roundtrip;

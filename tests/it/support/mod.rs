@@ -1,0 +1,33 @@
+//! Shared fixtures: a per-test view of the broker, a recording HTTP
+//! receiver, and a handle on the `hookline` binary.
+
+#![allow(dead_code)] // each test uses its own subset of the helpers
+
+pub mod broker;
+pub mod receiver;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[allow(unused_imports)] // re-exported for the tests that need them
+pub use broker::{Broker, Record};
+#[allow(unused_imports)]
+pub use receiver::{Behaviour, Receiver, Received};
+
+/// The `hookline` binary built for this test run.
+pub fn hookline_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hookline"))
+}
+
+/// A `hookline` command pointed at the test broker, with the environment
+/// cleared of `HOOKLINE__` overrides that a developer may have exported.
+pub fn hookline(bootstrap: &str) -> Command {
+    let mut command = Command::new(hookline_bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HOOKLINE__") {
+            command.env_remove(key);
+        }
+    }
+    command.env("HOOKLINE__KAFKA__BOOTSTRAP_SERVERS", bootstrap);
+    command
+}

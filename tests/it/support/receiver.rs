@@ -1,0 +1,119 @@
+//! A local HTTP endpoint on 127.0.0.1, port 0, that records every request
+//! and answers as the test tells it to.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How the receiver answers: given the number of requests received before
+/// this one and the request, the status to return.
+pub type Behaviour = Arc<dyn Fn(usize, &Received) -> StatusCode + Send + Sync>;
+
+#[derive(Clone)]
+struct Shared {
+    received: Arc<Mutex<Vec<Received>>>,
+    behaviour: Behaviour,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// A receiver that answers 200 to everything.
+    pub async fn ok() -> Self {
+        Self::start(Arc::new(|_, _| StatusCode::OK)).await
+    }
+
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let received: Arc<Mutex<Vec<Received>>> = Default::default();
+        let shared = Shared {
+            received: received.clone(),
+            behaviour,
+        };
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("receiver server");
+        });
+        Self {
+            addr,
+            received,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` requests arrived or `timeout` passed;
+    /// returns everything received so far.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= count || Instant::now() >= deadline {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn record(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let request = Received {
+        method,
+        path: uri.path().to_string(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let mut received = shared.received.lock().unwrap();
+    let status = (shared.behaviour)(received.len(), &request);
+    received.push(request);
+    status
+}
