@@ -31,3 +31,17 @@ pub fn hookline(bootstrap: &str) -> Command {
     command.env("HOOKLINE__KAFKA__BOOTSTRAP_SERVERS", bootstrap);
     command
 }
+
+/// A validated configuration for in-process tests: the shipped defaults with
+/// the test broker as bootstrap server.
+pub fn config(bootstrap: &str) -> hookline::config::Config {
+    hookline::config::Config::load_from(
+        None,
+        [(
+            "HOOKLINE__KAFKA__BOOTSTRAP_SERVERS".to_string(),
+            bootstrap.to_string(),
+        )],
+        &hookline::config::Overrides::default(),
+    )
+    .expect("the shipped configuration is valid")
+}

@@ -1,0 +1,177 @@
+//! `hookline tenants put|get|list|delete`: the operator's view of the
+//! `tenants` topic. Writes wait for the broker's acknowledgement; reads
+//! restore the table exactly as a replica does.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::cli::{TenantPutArgs, TenantsCommand};
+use crate::config::Config;
+use crate::crypto::SigningSecret;
+use crate::kafka::producer::AckedProducer;
+use crate::kafka::table_reader::TableReader;
+use crate::tenants::sync::{self, CONNECT_TIMEOUT};
+use crate::tenants::{Tenant, TenantEntry, TenantRecord, TenantTable};
+
+/// How long a write may wait for the broker's acknowledgement.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(command: TenantsCommand, config: &Config) -> Result<ExitCode> {
+    let topic = super::tenants_topic(config)?;
+    match command {
+        TenantsCommand::Put(args) => put(args, config, &topic).await,
+        TenantsCommand::Get { id } => get(&id, config, &topic).await,
+        TenantsCommand::List { json } => list(json, config, &topic).await,
+        TenantsCommand::Delete { id } => delete(&id, config, &topic).await,
+    }
+}
+
+async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCode> {
+    let public_key = std::fs::read_to_string(&args.public_key)
+        .with_context(|| format!("reading the public key {}", args.public_key.display()))?;
+    let generated = args.generate_secret.then(SigningSecret::generate);
+    let signing_secret = match (&generated, args.signing_secret) {
+        (Some(secret), _) => Some(secret.to_string_exposed()),
+        (None, given) => given,
+    };
+    let record = TenantRecord {
+        url: args.url,
+        public_key,
+        key_id: args.key_id,
+        signing_secret,
+        events: args.events,
+        enabled: !args.disabled,
+        api_key_sha256: None,
+    };
+    // The same validation a replica applies when it reads the record, so a
+    // record that `put` accepts is never invalid on the topic.
+    let tenant = Tenant::from_record(&args.id, record.clone())
+        .with_context(|| format!("tenant `{}`", args.id))?;
+    let value = serde_json::to_vec(&record).context("encoding the tenant record")?;
+
+    let producer = AckedProducer::new(&config.kafka, WRITE_TIMEOUT)?;
+    producer
+        .send(topic, args.id.as_bytes(), Some(&value))
+        .await?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "tenant {} written (kid {}, {} bits, {})",
+        tenant.id,
+        tenant.key_id,
+        tenant.public_key.bits(),
+        if tenant.enabled { "enabled" } else { "disabled" }
+    )?;
+    if let Some(secret) = generated {
+        writeln!(
+            out,
+            "signing secret (shown once, give it to the tenant): {}",
+            secret.to_string_exposed()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(id: &str, config: &Config, topic: &str) -> Result<ExitCode> {
+    let table = restore(config, topic).await?;
+    let Some(entry) = table.get(id) else {
+        bail!("tenant `{id}` does not exist");
+    };
+    let view = describe(id, &entry);
+    println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
+    let table = restore(config, topic).await?;
+    let mut out = std::io::stdout().lock();
+    let entries = table.snapshot();
+    if as_json {
+        for (id, entry) in &entries {
+            writeln!(out, "{}", serde_json::to_string(&describe(id, entry))?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table_out = comfy_table::Table::new();
+    table_out
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(["TENANT", "STATUS", "URL", "KID", "EVENTS"]);
+    for (id, entry) in &entries {
+        match &**entry {
+            TenantEntry::Valid(t) => table_out.add_row([
+                id.as_str(),
+                if t.enabled { "enabled" } else { "disabled" },
+                t.url.as_str(),
+                &t.key_id,
+                &t.record
+                    .events
+                    .as_ref()
+                    .map_or_else(|| "*".to_string(), |e| e.join(",")),
+            ]),
+            TenantEntry::Invalid { error } => {
+                table_out.add_row([id.as_str(), "invalid", error.as_str(), "", ""])
+            }
+        };
+    }
+    writeln!(out, "{table_out}")?;
+    writeln!(out, "{} tenants", entries.len())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(id: &str, config: &Config, topic: &str) -> Result<ExitCode> {
+    crate::tenants::record::validate_id(id).with_context(|| format!("tenant `{id}`"))?;
+    let table = restore(config, topic).await?;
+    if table.get(id).is_none() {
+        bail!("tenant `{id}` does not exist");
+    }
+    let producer = AckedProducer::new(&config.kafka, WRITE_TIMEOUT)?;
+    producer.send(topic, id.as_bytes(), None).await?;
+    println!("tenant {id} deleted");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Restores the whole table, showing progress on stderr when it takes a
+/// while.
+async fn restore(config: &Config, topic: &str) -> Result<TenantTable> {
+    let reader = TableReader::connect(&config.kafka, topic, CONNECT_TIMEOUT).await?;
+    let table = TenantTable::new();
+    sync::restore(&table, &reader, |p| {
+        if p.partitions_done < p.partitions {
+            eprintln!(
+                "restoring tenants: {} records, {}/{} partitions caught up",
+                p.records, p.partitions_done, p.partitions
+            );
+        }
+    })
+    .await?;
+    Ok(table)
+}
+
+/// The JSON shown by `get` and `list --json`: the record with its secret
+/// withheld and the effective `kid` filled in.
+fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
+    match entry {
+        TenantEntry::Valid(t) => json!({
+            "id": id,
+            "status": if t.enabled { "enabled" } else { "disabled" },
+            "url": t.record.url,
+            "key_id": t.key_id,
+            "key_bits": t.public_key.bits(),
+            "public_key": t.public_key.to_spki_pem(),
+            "events": t.record.events,
+            "signing_secret": t.signing_secret.as_ref().map(|_| "<set>"),
+            "api_key": t.api_key_sha256.as_ref().map(|_| "<set>"),
+        }),
+        TenantEntry::Invalid { error } => json!({
+            "id": id,
+            "status": "invalid",
+            "error": error,
+        }),
+    }
+}
+

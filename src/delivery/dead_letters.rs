@@ -1,0 +1,89 @@
+//! Writing dead letters: the original key, value and headers plus the
+//! `dlq.*` headers, acknowledged by the broker before the source offset may
+//! be stored. A failing write is retried until it succeeds or the partition
+//! is taken away; it is never skipped.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::dlq::DeadLetter;
+use crate::kafka::group::OwnedRecord;
+use crate::kafka::producer::{AckedProducer, ProduceError};
+
+/// Pause between two attempts at a failing dead-letter write.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct DeadLetterWriter {
+    producer: AckedProducer,
+    topic: String,
+}
+
+/// The partition was taken away (or the process is stopping) before the
+/// write was acknowledged: the offset must not be stored.
+#[derive(Debug)]
+pub struct Abandoned;
+
+impl DeadLetterWriter {
+    pub fn new(producer: AckedProducer, topic: impl Into<String>) -> Self {
+        Self {
+            producer,
+            topic: topic.into(),
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes `record` with the headers of `letter`, retrying until the
+    /// broker acknowledges it or `abort` is cancelled.
+    pub async fn write(
+        &self,
+        record: &OwnedRecord,
+        letter: &DeadLetter,
+        abort: &CancellationToken,
+    ) -> Result<(), Abandoned> {
+        let added = letter.headers();
+        loop {
+            match self.write_once(record, &added).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(
+                        partition = record.partition,
+                        offset = record.offset,
+                        error = %e,
+                        "dead-letter write failed; retrying"
+                    );
+                }
+            }
+            tokio::select! {
+                _ = abort.cancelled() => return Err(Abandoned),
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+            }
+        }
+    }
+
+    async fn write_once(
+        &self,
+        record: &OwnedRecord,
+        added: &[(&'static str, String)],
+    ) -> Result<(), ProduceError> {
+        let headers: Vec<(&str, Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .chain(added.iter().map(|(k, v)| (*k, Some(v.as_bytes()))))
+            .collect();
+        self.producer
+            .send_record(
+                &self.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+            )
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,195 @@
+//! The webhook HTTP client: one keep-alive pool shared by every partition,
+//! no redirects, bounded responses, and the destination guard.
+//!
+//! The guard lives in the resolver: reqwest connects only to the addresses
+//! the resolver returns, so the address that was checked is the address
+//! that is connected to, and a DNS answer that changes between check and
+//! connect (rebinding) cannot slip through. URLs whose host is an IP literal
+//! never reach a resolver and are checked before the request is sent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
+
+use super::destination::{BlockedRange, Destination, classify};
+use super::retry::{AttemptOutcome, parse_retry_after};
+
+/// The most of a response body that is read (and then discarded): enough
+/// for keep-alive to work with small bodies, bounded against endpoints that
+/// stream forever.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What is sent for one attempt. The body is the exact bytes that were
+/// signed.
+pub struct WebhookRequest<'a> {
+    pub url: &'a Url,
+    pub webhook_id: &'a str,
+    pub timestamp: i64,
+    pub signature: Option<&'a str>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("destination {address} is blocked: {range}")]
+struct BlockedAddress {
+    address: IpAddr,
+    range: BlockedRange,
+}
+
+#[derive(Clone)]
+pub struct WebhookClient {
+    client: reqwest::Client,
+    allow_private: bool,
+    timeout: Duration,
+}
+
+impl WebhookClient {
+    /// `timeout` bounds a whole attempt; `allow_private` lifts the
+    /// destination guard (development only).
+    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .build()?;
+        Ok(Self {
+            client,
+            allow_private,
+            timeout,
+        })
+    }
+
+    /// Makes one attempt and classifies its outcome. Never fails: every
+    /// problem is an outcome for the retry policy to decide on.
+    pub async fn post(&self, request: WebhookRequest<'_>) -> AttemptOutcome {
+        if !self.allow_private
+            && let Some(ip) = literal_ip(request.url)
+            && let Destination::Blocked(range) = classify(ip)
+        {
+            return AttemptOutcome::BlockedDestination { address: ip, range };
+        }
+        let mut builder = self
+            .client
+            .post(request.url.clone())
+            .header("content-type", "application/jose+json")
+            .header("webhook-id", request.webhook_id)
+            .header("webhook-timestamp", request.timestamp.to_string());
+        if let Some(signature) = request.signature {
+            builder = builder.header("webhook-signature", signature);
+        }
+        let response = match builder.body(request.body).send().await {
+            Ok(response) => response,
+            Err(e) => return classify_error(&e, self.timeout),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        drain_bounded(response).await;
+        AttemptOutcome::from_response(status, retry_after)
+    }
+}
+
+/// Reads and drops at most `MAX_RESPONSE_BYTES` of the body, so that the
+/// connection can be reused when the body is small.
+async fn drain_bounded(mut response: reqwest::Response) {
+    let mut read = 0;
+    while read < MAX_RESPONSE_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            _ => break,
+        }
+    }
+}
+
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        Host::Domain(_) => None,
+    }
+}
+
+fn classify_error(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(blocked) = e.downcast_ref::<BlockedAddress>() {
+            return AttemptOutcome::BlockedDestination {
+                address: blocked.address,
+                range: blocked.range,
+            };
+        }
+        source = e.source();
+    }
+    if error.is_timeout() {
+        AttemptOutcome::Timeout { after: timeout }
+    } else if error.is_connect() {
+        AttemptOutcome::Connect {
+            error: error_chain(error),
+        }
+    } else {
+        AttemptOutcome::Transport {
+            error: error_chain(error),
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Resolves with the system resolver and keeps only addresses the guard
+/// allows; when none is left, resolution fails with `BlockedAddress`.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .collect();
+            let mut blocked = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|a| match classify(a.ip()) {
+                    Destination::Blocked(range) if !allow_private => {
+                        blocked.get_or_insert(BlockedAddress {
+                            address: a.ip(),
+                            range,
+                        });
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            match (allowed.is_empty(), blocked) {
+                (true, Some(blocked)) => {
+                    Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>)
+                }
+                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            }
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! The replica: restores the tenant table, joins the consumer group, runs a
+//! worker per assigned partition, and drains on revocation and shutdown.
+//!
+//! The coordinator loop here is the only owner of the workers. The group's
+//! rebalance callback hands it assignments and revocations; for a
+//! revocation the callback waits until the coordinator reports the
+//! partitions drained, so offsets stored by their workers are committed
+//! before another member takes the partitions over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letters::DeadLetterWriter;
+use super::http::WebhookClient;
+use super::retry::RetryPolicy;
+use super::worker::{Pipeline, run_partition};
+use crate::config::Config;
+use crate::events::EventDecoder;
+use crate::kafka::group::{GroupConsumer, GroupEvent};
+use crate::kafka::producer::AckedProducer;
+use crate::kafka::table_reader::TableReader;
+use crate::tenants::TenantTable;
+use crate::tenants::sync;
+
+/// How long start-up waits for the cluster to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a dead-letter write may wait for one acknowledgement before it
+/// is retried.
+const DLQ_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The topic names a replica works with.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub events: String,
+    pub tenants: String,
+    pub dlq: String,
+}
+
+/// What the replica exposes while it runs (readiness, the table).
+#[derive(Clone, Default)]
+pub struct ReplicaState {
+    pub table: TenantTable,
+    joined: Arc<std::sync::atomic::AtomicBool>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReplicaState {
+    /// Ready = tenant table restored, group joined, not draining.
+    pub fn is_ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.table.is_restored() && self.joined.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tenants(#[from] crate::kafka::table_reader::TableReaderError),
+    #[error(transparent)]
+    Group(#[from] crate::kafka::group::GroupError),
+    #[error(transparent)]
+    Producer(#[from] crate::kafka::producer::ProduceError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+struct Worker {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Runs one replica until `shutdown` is cancelled, then drains: workers
+/// stop taking records, attempts in flight get until `kafka.drain_timeout`
+/// to finish, stored offsets are committed, the member leaves the group.
+pub async fn run(
+    config: &Config,
+    topics: &Topics,
+    state: ReplicaState,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let reader = TableReader::connect(&config.kafka, &topics.tenants, CONNECT_TIMEOUT).await?;
+    sync::restore(&state.table, &reader, |p| {
+        tracing::info!(
+            records = p.records,
+            partitions_done = p.partitions_done,
+            partitions = p.partitions,
+            "restoring tenants"
+        );
+    })
+    .await?;
+    let follower = tokio::spawn(sync::follow(
+        state.table.clone(),
+        reader,
+        shutdown.child_token(),
+    ));
+
+    let producer = AckedProducer::new(&config.kafka, DLQ_WRITE_TIMEOUT)?;
+    let pipeline = Arc::new(Pipeline {
+        table: state.table.clone(),
+        client: WebhookClient::new(
+            config.delivery.timeout,
+            config.delivery.allow_private_destinations,
+        )
+        .map_err(RunError::Http)?,
+        policy: RetryPolicy::from_config(&config.delivery),
+        decoder: EventDecoder::default(),
+        dead_letters: DeadLetterWriter::new(producer, &topics.dlq),
+        max_payload_bytes: config.delivery.max_payload_bytes,
+    });
+
+    let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
+    state
+        .joined
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(topic = %topics.events, group = %config.kafka.group_id, "replica started");
+
+    let drain_timeout = config.kafka.drain_timeout;
+    let mut workers: HashMap<i32, Worker> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = events.recv() => match event {
+                Some(GroupEvent::Assigned(partitions)) => {
+                    for assigned in partitions {
+                        let partition = assigned.handle.partition();
+                        let stop = CancellationToken::new();
+                        let abort = CancellationToken::new();
+                        let task = tokio::spawn(run_partition(
+                            pipeline.clone(),
+                            assigned.queue,
+                            assigned.handle,
+                            stop.clone(),
+                            abort.clone(),
+                        ));
+                        tracing::info!(partition, "partition assigned");
+                        if let Some(old) = workers.insert(partition, Worker { stop, abort, task }) {
+                            // An assignment without the revocation before
+                            // it: the old worker must not keep going.
+                            old.abort.cancel();
+                        }
+                    }
+                }
+                Some(GroupEvent::Revoked { partitions, lost, drained }) => {
+                    let revoked: Vec<Worker> = partitions
+                        .iter()
+                        .filter_map(|p| workers.remove(p))
+                        .collect();
+                    tracing::info!(?partitions, lost, "partitions revoked");
+                    drain(revoked, lost, drain_timeout).await;
+                    let _ = drained.send(());
+                }
+                None => break,
+            },
+        }
+    }
+
+    state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(partitions = workers.len(), "draining");
+    drain(workers.into_values().collect(), false, drain_timeout).await;
+    if let Err(e) = consumer.commit_stored() {
+        tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
+    }
+    // Leaving the group from a blocking thread: unsubscribing waits for the
+    // revocation that librdkafka runs on the polling thread.
+    let _ = tokio::task::spawn_blocking(move || consumer.close()).await;
+    let _ = follower.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Stops `workers`: at once when the partitions are lost, otherwise letting
+/// attempts in flight finish within `deadline`.
+async fn drain(workers: Vec<Worker>, lost: bool, deadline: Duration) {
+    for worker in &workers {
+        worker.stop.cancel();
+        if lost {
+            worker.abort.cancel();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + deadline;
+    for worker in workers {
+        let mut task = worker.task;
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            worker.abort.cancel();
+            let _ = task.await;
+        }
+    }
+}

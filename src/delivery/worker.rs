@@ -1,0 +1,287 @@
+//! The per-partition worker: takes records in offset order and carries each
+//! one to a durable outcome (delivered, filtered out, or dead-lettered)
+//! before it takes the next. Only then is the offset stored.
+//!
+//! Two tokens steer a worker. `stop` asks it to take no new record (a
+//! graceful shutdown or revocation): an attempt already sent may finish,
+//! a backoff wait ends at once. `abort` abandons the record in flight: its
+//! offset is not stored and whoever owns the partition next delivers it
+//! again, with the same `webhook-id`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::dead_letters::{Abandoned, DeadLetterWriter};
+use super::dlq::{DeadLetter, DlqReason};
+use super::http::{WebhookClient, WebhookRequest};
+use super::progress::PartitionProgress;
+use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
+use crate::crypto::signature::unix_seconds;
+use crate::events::{Event, EventDecoder, RecordParts};
+use crate::kafka::group::{OwnedRecord, PartitionHandle, PartitionQueue};
+use crate::tenants::{Tenant, TenantEntry, TenantTable};
+
+/// Everything the workers share: one HTTP pool, one tenant table, one
+/// dead-letter producer.
+pub struct Pipeline {
+    pub table: TenantTable,
+    pub client: WebhookClient,
+    pub policy: RetryPolicy,
+    pub decoder: EventDecoder,
+    pub dead_letters: DeadLetterWriter,
+    pub max_payload_bytes: usize,
+}
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// The tenant is not subscribed to this event type.
+    Filtered,
+    DeadLettered(DlqReason),
+}
+
+/// Works on one partition until `stop` or `abort` is cancelled or the
+/// partition turns out to be no longer assigned.
+pub async fn run_partition(
+    pipeline: Arc<Pipeline>,
+    queue: PartitionQueue,
+    handle: PartitionHandle,
+    stop: CancellationToken,
+    abort: CancellationToken,
+) {
+    let mut progress = PartitionProgress::new();
+    loop {
+        let record = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            record = queue.next() => record,
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(partition = handle.partition(), error = %e, "fetch error");
+                continue;
+            }
+        };
+        progress.start(record.offset);
+        let span = tracing::info_span!(
+            "delivery",
+            partition = record.partition,
+            offset = record.offset,
+            tenant = tracing::field::Empty,
+        );
+        let outcome = pipeline
+            .process(&record, &handle, &stop, &abort)
+            .instrument(span)
+            .await;
+        match outcome {
+            Ok(outcome) => {
+                tracing::debug!(partition = record.partition, offset = record.offset, ?outcome, "done");
+                if let Some(done) = progress.finish(record.offset)
+                    && let Err(e) = handle.store_done(done)
+                {
+                    // Storing fails when the partition is no longer ours
+                    // (this member was thrown out of the group): stop at
+                    // once, the new owner redelivers from the last commit.
+                    tracing::warn!(partition = record.partition, error = %e, "partition lost; stopping its worker");
+                    return;
+                }
+            }
+            Err(Abandoned) => return,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Carries one record to its outcome.
+    async fn process(
+        &self,
+        record: &OwnedRecord,
+        handle: &PartitionHandle,
+        stop: &CancellationToken,
+        abort: &CancellationToken,
+    ) -> Result<Outcome, Abandoned> {
+        let parts = RecordParts {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp_millis: record.timestamp_ms,
+            topic: &record.topic,
+            partition: record.partition,
+            offset: record.offset,
+        };
+        let event = match self.decoder.decode(&parts, self.max_payload_bytes) {
+            Ok(event) => event,
+            Err(e) => {
+                let mut letter = DeadLetter::new(
+                    e.dlq_reason(),
+                    e.to_string(),
+                    &record.topic,
+                    record.partition,
+                    record.offset,
+                );
+                if let Some(tenant) = record.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+                    letter = letter.with_tenant(tenant);
+                }
+                return self.dead_letter(record, letter, abort).await;
+            }
+        };
+        tracing::Span::current().record("tenant", event.tenant.as_str());
+
+        let mut attempt = Attempts::default();
+        let mut paused = false;
+        let result = self
+            .attempt_until_done(record, &event, handle, stop, abort, &mut attempt, &mut paused)
+            .await;
+        if paused {
+            handle.resume();
+        }
+        match result? {
+            Ended::Outcome(outcome) => Ok(outcome),
+            Ended::DeadLetter(letter) => self.dead_letter(record, letter, abort).await,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // the loop's whole state, passed once
+    async fn attempt_until_done(
+        &self,
+        record: &OwnedRecord,
+        event: &Event,
+        handle: &PartitionHandle,
+        stop: &CancellationToken,
+        abort: &CancellationToken,
+        attempts: &mut Attempts,
+        paused: &mut bool,
+    ) -> Result<Ended, Abandoned> {
+        let plaintext = event.plaintext();
+        let letter = |reason: DlqReason, error: String| {
+            DeadLetter::new(reason, error, &record.topic, record.partition, record.offset)
+                .with_tenant(&event.tenant)
+        };
+        loop {
+            // The tenant is read again before every attempt: a new record
+            // (rotated key, new URL, disabled) applies from the next one.
+            let entry = self.table.get(&event.tenant);
+            let tenant: &Tenant = match entry.as_deref() {
+                None => {
+                    let l = letter(DlqReason::UnknownTenant, format!("tenant `{}` does not exist", event.tenant));
+                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
+                }
+                Some(TenantEntry::Invalid { error }) => {
+                    let l = letter(DlqReason::InvalidTenant, format!("tenant record is invalid: {error}"));
+                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
+                }
+                Some(TenantEntry::Valid(tenant)) if !tenant.enabled => {
+                    let l = letter(DlqReason::TenantDisabled, format!("tenant `{}` is disabled", event.tenant));
+                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
+                }
+                Some(TenantEntry::Valid(tenant)) if !tenant.is_subscribed(&event.event_type) => {
+                    return Ok(Ended::Outcome(Outcome::Filtered));
+                }
+                Some(TenantEntry::Valid(tenant)) => tenant,
+            };
+
+            let started = attempts.begin();
+            let outcome = match tenant.recipient.encrypt(&plaintext) {
+                Ok(body) => {
+                    let timestamp = unix_seconds(started);
+                    let signature = tenant
+                        .signing_secret
+                        .as_ref()
+                        .map(|secret| secret.sign(&event.id, timestamp, &body));
+                    let request = WebhookRequest {
+                        url: &tenant.url,
+                        webhook_id: &event.id,
+                        timestamp,
+                        signature: signature.as_deref(),
+                        body,
+                    };
+                    tokio::select! {
+                        _ = abort.cancelled() => return Err(Abandoned),
+                        outcome = self.client.post(request) => outcome,
+                    }
+                }
+                // Encryption with a validated key does not fail; if it ever
+                // does, it is treated like a transport failure and retried.
+                Err(e) => AttemptOutcome::Transport {
+                    error: format!("encryption failed: {e}"),
+                },
+            };
+            attempts.last_status = outcome.status().or(attempts.last_status);
+            tracing::debug!(attempt = attempts.count, %outcome, "attempt");
+
+            match self.policy.decide(&outcome, attempts.count, random_jitter()) {
+                RetryAction::Delivered { .. } => return Ok(Ended::Outcome(Outcome::Delivered)),
+                RetryAction::DeadLetter(reason) => {
+                    let l = letter(reason, outcome.to_string()).with_status(attempts.last_status);
+                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
+                }
+                RetryAction::RetryAfter(delay) => {
+                    if !*paused {
+                        // Stop prefetching while this partition waits, so
+                        // its buffered records do not pile up.
+                        handle.pause();
+                        *paused = true;
+                    }
+                    tracing::info!(attempt = attempts.count, %outcome, retry_in = ?delay, "delivery failed; backing off");
+                    tokio::select! {
+                        _ = stop.cancelled() => return Err(Abandoned),
+                        _ = abort.cancelled() => return Err(Abandoned),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &OwnedRecord,
+        letter: DeadLetter,
+        abort: &CancellationToken,
+    ) -> Result<Outcome, Abandoned> {
+        tracing::warn!(reason = %letter.reason, error = %letter.error, "dead-lettering");
+        self.dead_letters.write(record, &letter, abort).await?;
+        Ok(Outcome::DeadLettered(letter.reason))
+    }
+}
+
+enum Ended {
+    Outcome(Outcome),
+    DeadLetter(DeadLetter),
+}
+
+/// The attempts made for one record, for the `dlq.*` headers.
+#[derive(Default)]
+struct Attempts {
+    count: u32,
+    first: Option<SystemTime>,
+    last: Option<SystemTime>,
+    last_status: Option<u16>,
+}
+
+impl Attempts {
+    fn begin(&mut self) -> SystemTime {
+        let now = SystemTime::now();
+        self.count += 1;
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        now
+    }
+
+    fn stamp(&self, letter: DeadLetter) -> DeadLetter {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) => letter.with_attempts(self.count, first, last),
+            _ => letter,
+        }
+    }
+}
+
+fn random_jitter() -> Jitter {
+    let mut bytes = [0u8; 8];
+    crate::crypto::fill_random(&mut bytes);
+    Jitter::from_random_bits(u64::from_le_bytes(bytes))
+}

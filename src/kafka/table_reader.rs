@@ -1,0 +1,285 @@
+//! Reading a compacted topic as a table, the way Kafka Streams restores a
+//! GlobalKTable: every partition from the beginning up to the high watermark
+//! seen at start, then following new records live.
+//!
+//! "Caught up" compares the consumer's position with the high watermark
+//! rather than the last record's offset: compaction leaves gaps and
+//! transaction markers occupy offsets that are never delivered, so the last
+//! record of a partition may sit well below its high watermark.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+
+/// How long to wait for a record before checking positions again; a
+/// partition whose tail is only transaction markers delivers nothing, so the
+/// restore must not wait for a record to notice it is done.
+const POSITION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableReaderError {
+    #[error("cannot create a consumer: {0}")]
+    Client(#[source] KafkaError),
+    #[error("topic `{topic}` does not exist (run `hookline setup-topics`)")]
+    MissingTopic { topic: String },
+    #[error("cannot reach the Kafka cluster to read `{topic}`: {source}")]
+    Metadata {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("reading `{topic}` failed: {source}")]
+    Read {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// One record of the table topic: a new value for `key`, or its deletion
+/// (a tombstone, `value == None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Where a restore stands, reported while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreProgress {
+    pub records: u64,
+    pub partitions_done: usize,
+    pub partitions: usize,
+}
+
+/// What a finished restore read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreSummary {
+    pub records: u64,
+    pub partitions: usize,
+    pub elapsed: Duration,
+}
+
+/// A consumer assigned to every partition of one topic, outside any consumer
+/// group: each replica reads the whole table and commits nothing.
+pub struct TableReader {
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    partitions: Vec<i32>,
+}
+
+impl TableReader {
+    /// Connects and assigns every partition of `topic` from its beginning.
+    /// `timeout` bounds the metadata request that finds the partitions.
+    pub async fn connect(
+        config: &KafkaConfig,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Self, TableReaderError> {
+        let consumer: StreamConsumer = super::client_config(config)
+            // No group: the table is read whole by everyone, and an offset
+            // is never committed for it.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(TableReaderError::Client)?;
+        let consumer = Arc::new(consumer);
+
+        let partitions = {
+            let consumer = consumer.clone();
+            let name = topic.to_string();
+            tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&name), timeout))
+                .await
+                .expect("the metadata request does not panic")
+                .map_err(|source| TableReaderError::Metadata {
+                    topic: topic.to_string(),
+                    source,
+                })?
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| TableReaderError::MissingTopic {
+                    topic: topic.to_string(),
+                })?
+        };
+
+        let mut assignment = TopicPartitionList::new();
+        for &partition in &partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(TableReaderError::Client)?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(TableReaderError::Client)?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+            partitions,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Reads every partition up to the high watermark observed when the
+    /// restore starts, handing each record to `apply`. Records produced
+    /// later are left for [`TableReader::follow`].
+    pub async fn restore_to_high_watermark(
+        &self,
+        mut apply: impl FnMut(Change<'_>),
+        mut progress: impl FnMut(RestoreProgress),
+    ) -> Result<RestoreSummary, TableReaderError> {
+        let started = Instant::now();
+        let targets = self.high_watermarks().await?;
+        let mut pending: BTreeMap<i32, i64> = targets
+            .into_iter()
+            .filter(|&(_, (low, high))| high > low)
+            .map(|(partition, (_, high))| (partition, high))
+            .collect();
+        let partitions = self.partitions.len();
+        let mut records = 0u64;
+        let mut last_report = Instant::now();
+
+        while !pending.is_empty() {
+            match tokio::time::timeout(POSITION_CHECK_INTERVAL, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    let partition = message.partition();
+                    if let Some(&high) = pending.get(&partition) {
+                        // Past the target, a record belongs to the live
+                        // phase; it is applied all the same (the table only
+                        // moves forward) and ends this partition's restore.
+                        if message.offset() + 1 >= high {
+                            pending.remove(&partition);
+                        }
+                    }
+                    if let Some(key) = message.key() {
+                        apply(Change {
+                            key,
+                            value: message.payload(),
+                            partition,
+                            offset: message.offset(),
+                        });
+                    }
+                    records += 1;
+                }
+                Ok(Err(source)) => {
+                    return Err(TableReaderError::Read {
+                        topic: self.topic.clone(),
+                        source,
+                    });
+                }
+                Err(_elapsed) => self.drop_caught_up(&mut pending)?,
+            }
+            if last_report.elapsed() >= Duration::from_millis(500) {
+                self.drop_caught_up(&mut pending)?;
+                progress(RestoreProgress {
+                    records,
+                    partitions_done: partitions - pending.len(),
+                    partitions,
+                });
+                last_report = Instant::now();
+            }
+        }
+        progress(RestoreProgress {
+            records,
+            partitions_done: partitions,
+            partitions,
+        });
+        Ok(RestoreSummary {
+            records,
+            partitions,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Applies records as they arrive until `shutdown` is cancelled.
+    /// Transient read errors are logged and retried: the table stays as it
+    /// was until the cluster answers again.
+    pub async fn follow(&self, mut apply: impl FnMut(Change<'_>), shutdown: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = self.consumer.recv() => message,
+            };
+            match message {
+                Ok(message) => {
+                    if let Some(key) = message.key() {
+                        apply(Change {
+                            key,
+                            value: message.payload(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "reading the table topic failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// `(low, high)` watermarks of every partition.
+    async fn high_watermarks(&self) -> Result<BTreeMap<i32, (i64, i64)>, TableReaderError> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let partitions = self.partitions.clone();
+        tokio::task::spawn_blocking(move || {
+            partitions
+                .into_iter()
+                .map(|p| {
+                    consumer
+                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                        .map(|w| (p, w))
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()
+        })
+        .await
+        .expect("the watermark requests do not panic")
+        .map_err(|source| TableReaderError::Metadata {
+            topic: self.topic.clone(),
+            source,
+        })
+    }
+
+    /// Removes from `pending` every partition whose position reached its
+    /// target high watermark.
+    fn drop_caught_up(&self, pending: &mut BTreeMap<i32, i64>) -> Result<(), TableReaderError> {
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|source| TableReaderError::Read {
+                topic: self.topic.clone(),
+                source,
+            })?;
+        for element in positions.elements_for_topic(&self.topic) {
+            if let Offset::Offset(position) = element.offset()
+                && pending
+                    .get(&element.partition())
+                    .is_some_and(|&high| position >= high)
+            {
+                pending.remove(&element.partition());
+            }
+        }
+        Ok(())
+    }
+}

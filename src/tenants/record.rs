@@ -1,0 +1,188 @@
+//! The tenant record (the value on the `tenants` topic) and its validation
+//! into a [`Tenant`] that is ready to use: URL parsed, public key parsed and
+//! prepared, patterns compiled. This happens once per record version, never
+//! per delivered event.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::crypto::{KeyError, PublicKey, SigningSecret};
+use crate::tenants::pattern::{Pattern, PatternError};
+
+/// Largest tenant record accepted. A real record is a URL, a PEM public key
+/// of at most a few kilobytes and a short list of patterns; anything far
+/// larger is a mistake or an attack, and is refused before parsing.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// Longest tenant id, in bytes. Ids end up in logs, headers and metrics.
+pub const MAX_TENANT_ID_BYTES: usize = 255;
+
+/// Longest webhook URL accepted.
+const MAX_URL_BYTES: usize = 2048;
+
+/// The record as stored on the `tenants` topic (JSON). Unknown fields are
+/// ignored so that newer writers do not break older readers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub url: String,
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_sha256: Option<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// Why a tenant record is not usable. The message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("tenant id must be 1 to {MAX_TENANT_ID_BYTES} bytes of UTF-8 without control characters")]
+    InvalidId,
+    #[error("record is {0} bytes, more than the {MAX_RECORD_BYTES} allowed")]
+    TooLarge(usize),
+    #[error("record is not a valid tenant record: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("url: {0}")]
+    Url(String),
+    #[error("public_key: {0}")]
+    PublicKey(#[source] KeyError),
+    #[error("key_id: must be 1 to 128 printable ASCII characters")]
+    KeyId,
+    #[error("signing_secret: {0}")]
+    SigningSecret(String),
+    #[error("events: {0}")]
+    Events(#[source] PatternError),
+    #[error("api_key_sha256: must be 64 hexadecimal characters")]
+    ApiKeyHash,
+}
+
+/// A validated tenant, prepared for delivery.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub url: Url,
+    pub public_key: PublicKey,
+    /// The JWE `kid`: the record's `key_id`, or the key's RFC 7638
+    /// thumbprint.
+    pub key_id: String,
+    pub signing_secret: Option<SigningSecret>,
+    /// Event-type patterns; `None` subscribes to every event.
+    pub events: Option<Vec<Pattern>>,
+    pub enabled: bool,
+    pub api_key_sha256: Option<String>,
+    /// The record this tenant was built from, for display.
+    pub record: TenantRecord,
+}
+
+impl Tenant {
+    /// Parses and validates a record value read from the topic.
+    pub fn from_bytes(id: &str, value: &[u8]) -> Result<Self, TenantError> {
+        if value.len() > MAX_RECORD_BYTES {
+            return Err(TenantError::TooLarge(value.len()));
+        }
+        let record: TenantRecord = serde_json::from_slice(value).map_err(TenantError::NotJson)?;
+        Self::from_record(id, record)
+    }
+
+    /// Validates a record and prepares everything delivery needs.
+    pub fn from_record(id: &str, record: TenantRecord) -> Result<Self, TenantError> {
+        validate_id(id)?;
+        let url = validate_url(&record.url)?;
+        let public_key = PublicKey::parse(&record.public_key).map_err(TenantError::PublicKey)?;
+        let key_id = match &record.key_id {
+            Some(kid) => {
+                let printable = kid.bytes().all(|b| b.is_ascii_graphic());
+                if kid.is_empty() || kid.len() > 128 || !printable {
+                    return Err(TenantError::KeyId);
+                }
+                kid.clone()
+            }
+            None => public_key.thumbprint(),
+        };
+        let signing_secret = record
+            .signing_secret
+            .as_deref()
+            .map(SigningSecret::parse)
+            .transpose()
+            .map_err(|e| TenantError::SigningSecret(e.to_string()))?;
+        let events = record
+            .events
+            .as_ref()
+            .map(|patterns| {
+                patterns
+                    .iter()
+                    .map(|p| Pattern::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(TenantError::Events)?;
+        if let Some(hash) = &record.api_key_sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(TenantError::ApiKeyHash);
+        }
+        Ok(Self {
+            id: id.to_string(),
+            url,
+            public_key,
+            key_id,
+            signing_secret,
+            events,
+            enabled: record.enabled,
+            api_key_sha256: record.api_key_sha256.clone(),
+            record,
+        })
+    }
+
+    /// Whether this tenant wants events of `event_type`.
+    pub fn is_subscribed(&self, event_type: &str) -> bool {
+        match &self.events {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| p.matches(event_type)),
+        }
+    }
+}
+
+/// Checks a tenant id (the record key of its events and of its record).
+pub fn validate_id(id: &str) -> Result<(), TenantError> {
+    if id.is_empty() || id.len() > MAX_TENANT_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(TenantError::InvalidId);
+    }
+    Ok(())
+}
+
+/// Checks a webhook URL: absolute http or https with a host, no
+/// credentials. Whether its destination may be reached is decided at
+/// delivery time, against the address actually connected to.
+pub fn validate_url(text: &str) -> Result<Url, TenantError> {
+    if text.len() > MAX_URL_BYTES {
+        return Err(TenantError::Url(format!(
+            "longer than {MAX_URL_BYTES} bytes"
+        )));
+    }
+    let url = Url::parse(text).map_err(|e| TenantError::Url(format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(TenantError::Url(format!(
+            "scheme `{}` is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host().is_none() {
+        return Err(TenantError::Url("has no host".into()));
+    }
+    // Credentials in a URL end up in logs and proxies; a tenant that needs
+    // authentication verifies the signature instead.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(TenantError::Url("must not contain credentials".into()));
+    }
+    Ok(url)
+}
