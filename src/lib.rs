@@ -11,6 +11,7 @@
 //! - [`commands`]: one module per command; the only place that turns
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
+//! - [`delivery`]: retry policy, dead-letter records, destination guard.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
@@ -19,4 +20,5 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod telemetry;
