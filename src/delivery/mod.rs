@@ -5,3 +5,4 @@
 
 pub mod destination;
 pub mod dlq;
+pub mod retry;
