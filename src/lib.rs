@@ -13,6 +13,7 @@
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
+//! - [`tenants`]: tenant configuration, starting with event-type patterns.
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
@@ -22,3 +23,4 @@ pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod telemetry;
+pub mod tenants;
