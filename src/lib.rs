@@ -12,6 +12,7 @@
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
+//! - [`events`]: decoding Kafka records into one [`events::Event`] type.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //! - [`tenants`]: tenant configuration, starting with event-type patterns.
 //!
@@ -22,5 +23,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod events;
 pub mod telemetry;
 pub mod tenants;
