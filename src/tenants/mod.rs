@@ -1,0 +1,3 @@
+//! Tenants: who receives events, and which ones.
+
+pub mod pattern;
