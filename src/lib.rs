@@ -11,7 +11,10 @@
 //! - [`commands`]: one module per command; the only place that turns
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
+//! - [`delivery`]: retry policy, dead-letter records, destination guard.
+//! - [`events`]: decoding Kafka records into one [`events::Event`] type.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
+//! - [`tenants`]: tenant configuration, starting with event-type patterns.
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
@@ -19,4 +22,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod delivery;
+pub mod events;
 pub mod telemetry;
+pub mod tenants;

@@ -1,5 +1,5 @@
-//! Tenants: the record contract, its validation, and the table restored from
-//! the compacted `tenants` topic.
+//! Tenants: who receives events and which ones. The record contract, its
+//! validation, and the table restored from the compacted `tenants` topic.
 
 pub mod pattern;
 pub mod record;

@@ -1,0 +1,569 @@
+//! Dead-letter records: why an event was dead-lettered and the headers that
+//! say so (DESIGN §7).
+//!
+//! This module is pure: it names the reasons and renders the headers. The
+//! producer that writes the record (original key, value and headers, plus
+//! these) lives with the Kafka code.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+
+/// Header names that hookline adds to a dead-letter record. They are part of
+/// the contract: replay tooling and operators' consumers read them.
+pub mod header {
+    pub const REASON: &str = "dlq.reason";
+    pub const ERROR: &str = "dlq.error";
+    pub const STATUS: &str = "dlq.status";
+    pub const ATTEMPTS: &str = "dlq.attempts";
+    pub const TOPIC: &str = "dlq.topic";
+    pub const PARTITION: &str = "dlq.partition";
+    pub const OFFSET: &str = "dlq.offset";
+    pub const TENANT: &str = "dlq.tenant";
+    pub const FIRST_ATTEMPT_AT: &str = "dlq.first_attempt_at";
+    pub const LAST_ATTEMPT_AT: &str = "dlq.last_attempt_at";
+}
+
+/// Upper bound of the `dlq.error` header value, in bytes. A receiver's error
+/// page or a deeply chained transport error can be arbitrarily long; the
+/// header is for a human reading a summary, not for the whole response.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+/// Why an event went to the dead-letter topic. The string forms are the
+/// `dlq.reason` values of the contract and never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DlqReason {
+    /// Every attempt failed with a retryable error, up to `delivery.max_attempts`.
+    RetriesExhausted,
+    /// The receiver answered with a status listed in
+    /// `delivery.non_retryable_statuses`.
+    Rejected,
+    /// The record key names no tenant in the tenant table.
+    UnknownTenant,
+    /// The tenant exists but its record says `enabled: false`.
+    TenantDisabled,
+    /// The tenant's record does not parse or validate.
+    InvalidTenant,
+    /// The record cannot be decoded into an event (key, value or fields).
+    InvalidEvent,
+    /// The record value is above `delivery.max_payload_bytes`.
+    PayloadTooLarge,
+    /// The tenant's URL resolves to an address that destinations may not have.
+    BlockedDestination,
+}
+
+impl DlqReason {
+    /// Every reason, in contract order.
+    pub const ALL: [DlqReason; 8] = [
+        DlqReason::RetriesExhausted,
+        DlqReason::Rejected,
+        DlqReason::UnknownTenant,
+        DlqReason::TenantDisabled,
+        DlqReason::InvalidTenant,
+        DlqReason::InvalidEvent,
+        DlqReason::PayloadTooLarge,
+        DlqReason::BlockedDestination,
+    ];
+
+    /// The `dlq.reason` header value (also usable as a metric label: the set
+    /// is closed).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DlqReason::RetriesExhausted => "retries_exhausted",
+            DlqReason::Rejected => "rejected",
+            DlqReason::UnknownTenant => "unknown_tenant",
+            DlqReason::TenantDisabled => "tenant_disabled",
+            DlqReason::InvalidTenant => "invalid_tenant",
+            DlqReason::InvalidEvent => "invalid_event",
+            DlqReason::PayloadTooLarge => "payload_too_large",
+            DlqReason::BlockedDestination => "blocked_destination",
+        }
+    }
+}
+
+impl fmt::Display for DlqReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of the `dlq.reason` values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown dead-letter reason `{0}` (expected one of: {expected})",
+    expected = DlqReason::ALL.map(DlqReason::as_str).join(", ")
+)]
+pub struct UnknownDlqReason(pub String);
+
+impl FromStr for DlqReason {
+    type Err = UnknownDlqReason;
+
+    /// Parses the exact header value; tooling passes operator input through
+    /// here, so no case folding: the contract spells them in lower case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DlqReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s)
+            .ok_or_else(|| UnknownDlqReason(s.to_owned()))
+    }
+}
+
+/// Everything the headers of one dead-letter record say, built with
+/// [`DeadLetter::new`] and the `with_*` methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub reason: DlqReason,
+    /// The last error, as a human would want to read it. Rendered bounded
+    /// and on one line by [`DeadLetter::headers`].
+    pub error: String,
+    /// The last HTTP status received, if any attempt got a response.
+    pub status: Option<u16>,
+    /// Number of delivery attempts made; 0 when the event was dead-lettered
+    /// before any attempt (invalid event, unknown tenant, ...).
+    pub attempts: u32,
+    /// Where the event came from.
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The tenant id, when the record key was one (it is absent for a null
+    /// or non-UTF-8 key).
+    pub tenant: Option<String>,
+    /// When the first and the last attempt started. Rendered only when
+    /// `attempts > 0`.
+    pub first_attempt_at: Option<SystemTime>,
+    pub last_attempt_at: Option<SystemTime>,
+}
+
+impl DeadLetter {
+    /// A dead letter with no attempts, no status and no tenant yet.
+    pub fn new(
+        reason: DlqReason,
+        error: impl Into<String>,
+        topic: impl Into<String>,
+        partition: i32,
+        offset: i64,
+    ) -> Self {
+        DeadLetter {
+            reason,
+            error: error.into(),
+            status: None,
+            attempts: 0,
+            topic: topic.into(),
+            partition,
+            offset,
+            tenant: None,
+            first_attempt_at: None,
+            last_attempt_at: None,
+        }
+    }
+
+    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    pub fn with_status(mut self, status: Option<u16>) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Records `count` attempts, the first started at `first`, the last at
+    /// `last`.
+    pub fn with_attempts(mut self, count: u32, first: SystemTime, last: SystemTime) -> Self {
+        self.attempts = count;
+        self.first_attempt_at = Some(first);
+        self.last_attempt_at = Some(last);
+        self
+    }
+
+    /// The `dlq.*` headers, in contract order. Optional headers are left
+    /// out rather than sent empty, so that "absent" is never confused with a
+    /// value.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::with_capacity(10);
+        headers.push((header::REASON, self.reason.as_str().to_owned()));
+        headers.push((
+            header::ERROR,
+            bounded_single_line(&self.error, MAX_ERROR_BYTES),
+        ));
+        if let Some(status) = self.status {
+            headers.push((header::STATUS, status.to_string()));
+        }
+        headers.push((header::ATTEMPTS, self.attempts.to_string()));
+        headers.push((header::TOPIC, self.topic.clone()));
+        headers.push((header::PARTITION, self.partition.to_string()));
+        headers.push((header::OFFSET, self.offset.to_string()));
+        if let Some(tenant) = &self.tenant {
+            headers.push((header::TENANT, tenant.clone()));
+        }
+        if self.attempts > 0 {
+            if let Some(first) = self.first_attempt_at.and_then(format_system_time) {
+                headers.push((header::FIRST_ATTEMPT_AT, first));
+            }
+            if let Some(last) = self.last_attempt_at.and_then(format_system_time) {
+                headers.push((header::LAST_ATTEMPT_AT, last));
+            }
+        }
+        headers
+    }
+}
+
+/// Renders an error and its `source()` chain as one line, `outer: inner:
+/// innermost`, the way `anyhow` prints `{:#}`. Error enums keep their cause
+/// as a source rather than repeating it in their message, so the chain is
+/// what tells an operator what actually went wrong.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+/// `text` on one line and at most `max_bytes` long: every control character
+/// (newlines included) becomes a space, and a text that is too long is cut
+/// on a character boundary and ends with `…` (the ellipsis counts against the
+/// limit).
+pub fn bounded_single_line(text: &str, max_bytes: usize) -> String {
+    const ELLIPSIS: char = '…';
+    let single_line = text.chars().map(|c| if c.is_control() { ' ' } else { c });
+    if text.len() <= max_bytes {
+        return single_line.collect();
+    }
+    let budget = max_bytes.saturating_sub(ELLIPSIS.len_utf8());
+    let mut bounded = String::with_capacity(max_bytes);
+    for c in single_line {
+        if bounded.len() + c.len_utf8() > budget {
+            break;
+        }
+        bounded.push(c);
+    }
+    if bounded.len() + ELLIPSIS.len_utf8() <= max_bytes {
+        bounded.push(ELLIPSIS);
+    }
+    bounded
+}
+
+/// RFC 3339 in UTC with exactly three fractional digits, e.g.
+/// `2026-11-28T10:00:00.000Z`. The fixed width keeps the strings sortable as
+/// text, which trimmed fractions (`…00Z` after `…00.5Z`) would not be.
+const RFC3339_UTC_MILLIS: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// A `SystemTime` as RFC 3339 (see [`format_rfc3339_millis`]), or `None`
+/// for an instant beyond year 9999, which `time` cannot represent; the
+/// header is then left out rather than the process brought down by a
+/// broken clock.
+fn format_system_time(instant: SystemTime) -> Option<String> {
+    let nanos = match instant.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).ok()?,
+        Err(before) => -i128::try_from(before.duration().as_nanos()).ok()?,
+    };
+    format_rfc3339_millis(OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?)
+}
+
+/// Formats an instant as RFC 3339 in UTC with millisecond precision, or
+/// `None` when its UTC date falls outside years 0000–9999: RFC 3339 cannot
+/// write those, and an instant given with an offset near either end (a
+/// producer's `9999-12-31T23:00:00-02:00`) can land there.
+pub(crate) fn format_rfc3339_millis(instant: OffsetDateTime) -> Option<String> {
+    let utc = instant.checked_to_offset(time::UtcOffset::UTC)?;
+    if utc.year() < 0 {
+        return None;
+    }
+    let formatted = utc
+        .format(RFC3339_UTC_MILLIS)
+        // Formatting into a String fails only for components the value lacks;
+        // an OffsetDateTime has all of them.
+        .expect("an OffsetDateTime has every component of the format");
+    Some(formatted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    fn at(unix_millis: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(unix_millis)
+    }
+
+    #[test]
+    fn reason_strings_are_the_contract() {
+        let strings: Vec<&str> = DlqReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            strings,
+            [
+                "retries_exhausted",
+                "rejected",
+                "unknown_tenant",
+                "tenant_disabled",
+                "invalid_tenant",
+                "invalid_event",
+                "payload_too_large",
+                "blocked_destination",
+            ]
+        );
+    }
+
+    #[test]
+    fn reason_round_trips_through_from_str_and_display() {
+        for reason in DlqReason::ALL {
+            assert_eq!(reason.as_str().parse::<DlqReason>(), Ok(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+    }
+
+    #[test]
+    fn unknown_reason_is_refused_with_the_list_of_valid_ones() {
+        let err = "Rejected".parse::<DlqReason>().unwrap_err();
+        assert_eq!(err, UnknownDlqReason("Rejected".into()));
+        let message = err.to_string();
+        assert!(message.contains("`Rejected`"), "{message}");
+        assert!(message.contains("retries_exhausted"), "{message}");
+        assert!("".parse::<DlqReason>().is_err());
+        assert!("rejected ".parse::<DlqReason>().is_err());
+    }
+
+    #[test]
+    fn headers_after_attempts_carry_everything_in_contract_order() {
+        let dead_letter =
+            DeadLetter::new(DlqReason::RetriesExhausted, "HTTP 503", "events", 7, 4242)
+                .with_tenant("acme")
+                .with_status(Some(503))
+                .with_attempts(8, at(1_795_860_000_000), at(1_795_860_123_456));
+        assert_eq!(
+            dead_letter.headers(),
+            vec![
+                ("dlq.reason", "retries_exhausted".to_string()),
+                ("dlq.error", "HTTP 503".to_string()),
+                ("dlq.status", "503".to_string()),
+                ("dlq.attempts", "8".to_string()),
+                ("dlq.topic", "events".to_string()),
+                ("dlq.partition", "7".to_string()),
+                ("dlq.offset", "4242".to_string()),
+                ("dlq.tenant", "acme".to_string()),
+                (
+                    "dlq.first_attempt_at",
+                    "2026-11-28T10:00:00.000Z".to_string()
+                ),
+                (
+                    "dlq.last_attempt_at",
+                    "2026-11-28T10:02:03.456Z".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn headers_before_any_attempt_leave_out_status_and_timestamps() {
+        let dead_letter = DeadLetter::new(
+            DlqReason::InvalidEvent,
+            "value is not valid JSON",
+            "events",
+            0,
+            1,
+        )
+        .with_tenant("acme");
+        let names: Vec<&str> = dead_letter.headers().iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "dlq.reason",
+                "dlq.error",
+                "dlq.attempts",
+                "dlq.topic",
+                "dlq.partition",
+                "dlq.offset",
+                "dlq.tenant"
+            ]
+        );
+        assert!(
+            dead_letter
+                .headers()
+                .contains(&("dlq.attempts", "0".to_string()))
+        );
+    }
+
+    #[test]
+    fn tenant_header_is_absent_when_the_key_named_none() {
+        let dead_letter =
+            DeadLetter::new(DlqReason::InvalidEvent, "record has no key", "events", 3, 9);
+        assert!(
+            dead_letter
+                .headers()
+                .iter()
+                .all(|(name, _)| *name != header::TENANT)
+        );
+    }
+
+    #[test]
+    fn timestamps_are_left_out_when_zero_attempts_were_recorded() {
+        let dead_letter = DeadLetter::new(DlqReason::BlockedDestination, "blocked", "events", 0, 0)
+            .with_attempts(0, at(0), at(0));
+        let headers = dead_letter.headers();
+        assert!(
+            headers
+                .iter()
+                .all(|(name, _)| !name.ends_with("_attempt_at"))
+        );
+    }
+
+    #[test]
+    fn status_header_without_attempt_timestamps_is_allowed() {
+        // A builder user may know the status without timestamps; the headers
+        // render what is known and nothing else.
+        let dead_letter = DeadLetter::new(DlqReason::Rejected, "HTTP 410 Gone", "events", 1, 2)
+            .with_status(Some(410));
+        assert!(
+            dead_letter
+                .headers()
+                .contains(&("dlq.status", "410".to_string()))
+        );
+    }
+
+    #[test]
+    fn error_header_is_single_line() {
+        let dead_letter = DeadLetter::new(
+            DlqReason::RetriesExhausted,
+            "HTTP 500\r\n<html>\n\tboom</html>\u{0}",
+            "events",
+            0,
+            0,
+        );
+        let error = &dead_letter.headers()[1].1;
+        assert_eq!(error, "HTTP 500  <html>  boom</html> ");
+    }
+
+    #[test]
+    fn error_header_is_bounded() {
+        let dead_letter = DeadLetter::new(
+            DlqReason::RetriesExhausted,
+            "x".repeat(10_000),
+            "events",
+            0,
+            0,
+        );
+        let error = &dead_letter.headers()[1].1;
+        assert_eq!(error.len(), MAX_ERROR_BYTES);
+        assert!(error.ends_with('…'));
+    }
+
+    #[test]
+    fn truncation_cuts_on_a_character_boundary() {
+        // Each 'é' is two bytes and the ellipsis three: a 10-byte limit
+        // leaves 7 bytes of text, an odd count that would split a fourth 'é'.
+        let text = "é".repeat(100);
+        let bounded = bounded_single_line(&text, 10);
+        assert_eq!(bounded, "ééé…");
+        assert_eq!(bounded.len(), 9);
+    }
+
+    #[test]
+    fn text_at_the_limit_is_kept_whole() {
+        assert_eq!(bounded_single_line("abcdef", 6), "abcdef");
+        assert_eq!(bounded_single_line("abcdefg", 6), "abc…");
+    }
+
+    #[test]
+    fn limit_smaller_than_the_ellipsis_yields_empty() {
+        assert_eq!(bounded_single_line("abcdef", 2), "");
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("inner")]
+        struct Inner;
+        assert_eq!(error_chain(&Outer(Inner)), "outer: inner");
+        assert_eq!(error_chain(&Inner), "inner");
+    }
+
+    #[test]
+    fn attempt_times_beyond_year_9999_are_left_out() {
+        let far_future = at(0) + Duration::from_secs(400_000_000_000);
+        let dead_letter = DeadLetter::new(DlqReason::RetriesExhausted, "HTTP 500", "events", 0, 0)
+            .with_attempts(2, at(1_795_860_000_000), far_future);
+        let headers = dead_letter.headers();
+        assert!(headers.contains(&(header::FIRST_ATTEMPT_AT, "2026-11-28T10:00:00.000Z".into())));
+        assert!(
+            headers
+                .iter()
+                .all(|(name, _)| *name != header::LAST_ATTEMPT_AT)
+        );
+    }
+
+    #[test]
+    fn attempt_times_before_the_epoch_are_rendered() {
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(1_500);
+        assert_eq!(
+            format_system_time(before).as_deref(),
+            Some("1969-12-31T23:59:58.500Z")
+        );
+    }
+
+    #[test]
+    fn instants_outside_rfc3339_years_are_not_formatted() {
+        let offset = time::UtcOffset::from_hms(-2, 0, 0).unwrap();
+        let last_year = time::Date::from_calendar_date(9999, time::Month::December, 31)
+            .unwrap()
+            .with_hms(23, 0, 0)
+            .unwrap()
+            .assume_offset(offset);
+        assert_eq!(format_rfc3339_millis(last_year), None);
+        let first_year = time::Date::from_calendar_date(0, time::Month::January, 1)
+            .unwrap()
+            .midnight()
+            .assume_offset(time::UtcOffset::from_hms(1, 0, 0).unwrap());
+        assert_eq!(format_rfc3339_millis(first_year), None);
+        let year_zero = time::Date::from_calendar_date(0, time::Month::January, 1)
+            .unwrap()
+            .midnight()
+            .assume_utc();
+        assert_eq!(
+            format_rfc3339_millis(year_zero).as_deref(),
+            Some("0000-01-01T00:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn rfc3339_has_fixed_millisecond_width() {
+        let format = |instant| format_rfc3339_millis(instant).unwrap();
+        assert_eq!(
+            format(OffsetDateTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let offset =
+            OffsetDateTime::UNIX_EPOCH.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(format(offset), "1970-01-01T00:00:00.000Z");
+        let sub_millisecond = OffsetDateTime::UNIX_EPOCH + Duration::from_nanos(1_999_999);
+        assert_eq!(format(sub_millisecond), "1970-01-01T00:00:00.001Z");
+    }
+
+    proptest! {
+        #[test]
+        fn bounded_single_line_holds_its_promises(text in any::<String>(), max in 0usize..64) {
+            let bounded = bounded_single_line(&text, max);
+            prop_assert!(bounded.len() <= max);
+            prop_assert!(!bounded.chars().any(char::is_control));
+            if text.len() <= max {
+                prop_assert_eq!(bounded.chars().count(), text.chars().count());
+            } else {
+                let kept = bounded.trim_end_matches('…');
+                let cleaned: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+                prop_assert!(cleaned.starts_with(kept));
+            }
+        }
+    }
+}

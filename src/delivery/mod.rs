@@ -1,0 +1,17 @@
+//! Delivery: what happens to each event once it is decoded.
+//!
+//! Pure building blocks (no I/O, no clock, no random numbers): `retry`
+//! decides what follows an attempt, `dlq` names dead-letter reasons and
+//! headers, `destination` classifies addresses, `progress` tracks which
+//! offset may be stored. The I/O around them: `http` makes attempts,
+//! `dead_letters` writes to the DLQ, `worker` carries one partition's
+//! records to their outcomes, `runner` is the replica.
+
+pub mod dead_letters;
+pub mod destination;
+pub mod dlq;
+pub mod http;
+pub mod progress;
+pub mod retry;
+pub mod runner;
+pub mod worker;

@@ -1,0 +1,150 @@
+//! The JSON shape of an event (DESIGN §5), read without copying `data`.
+//!
+//! `data` is kept as raw JSON text (`serde_json::value::RawValue`): it is
+//! validated while the document is parsed but never turned into a tree or
+//! re-serialised, so the receiver gets the producer's bytes.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::EventError;
+
+/// The deepest nesting of arrays and objects accepted in an event, the
+/// event's own object included. serde_json refuses documents nested 128
+/// levels deep, but only where it builds values: `data` and unknown fields
+/// are skipped over without a limit. Checking the whole document up front
+/// keeps every event within what serde_json, and so the reference receiver,
+/// can parse into a value.
+pub const MAX_NESTING_DEPTH: usize = 127;
+
+/// The fields of an event document, borrowed from its text.
+#[derive(Debug, Deserialize)]
+pub(super) struct EventDocument<'a> {
+    #[serde(rename = "type", borrow)]
+    pub event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+    /// Any JSON: only a string is used, anything else is replaced by the
+    /// derived id (see `events::id`).
+    #[serde(default, borrow)]
+    pub id: Option<&'a RawValue>,
+    /// Any JSON: only an RFC 3339 string is used, anything else falls back
+    /// to the record timestamp.
+    #[serde(default, borrow)]
+    pub timestamp: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub tenant: Option<Cow<'a, str>>,
+}
+
+/// Parses a JSON event document. Unknown fields are ignored; duplicate
+/// known fields are an error (a second `tenant` or `type` must not be able
+/// to say something other than the first).
+pub(super) fn parse(document: &[u8]) -> Result<EventDocument<'_>, EventError> {
+    if document.is_empty() {
+        return Err(EventError::EmptyValue);
+    }
+    // JSON text is UTF-8 (RFC 8259 §8.1). serde_json would not check the
+    // parts it skips, so the whole document is checked here.
+    let text = std::str::from_utf8(document).map_err(EventError::ValueNotUtf8)?;
+    if nesting_exceeds(text.as_bytes(), MAX_NESTING_DEPTH) {
+        return Err(EventError::TooDeep);
+    }
+    // serde's derived struct visitor would also accept a JSON array of the
+    // fields in order; an event is an object.
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return Err(EventError::NotAnObject);
+    }
+    serde_json::from_str(text).map_err(EventError::Json)
+}
+
+/// The string a raw JSON value holds, if it is a string.
+pub(super) fn as_string(raw: &RawValue) -> Option<String> {
+    if raw.get().starts_with('"') {
+        serde_json::from_str(raw.get()).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether arrays and objects nest deeper than `max_depth` anywhere in
+/// `text`, brackets inside strings aside. One pass, no recursion, so it
+/// cannot overflow the stack whatever the input; on malformed JSON its
+/// answer does not matter because the parser rejects the document anyway.
+fn nesting_exceeds(text: &[u8], max_depth: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert!(!nesting_exceeds(b"{}", 1));
+        assert!(nesting_exceeds(b"{[]}", 1));
+        assert!(!nesting_exceeds(br#"{"a":"[[[[[[{{{{"}"#, 1));
+        // An escaped quote does not end the string.
+        assert!(!nesting_exceeds(br#"{"a":"\"[[[[","b":1}"#, 1));
+        // An escaped backslash does, and the brackets after it count.
+        assert!(nesting_exceeds(br#"{"a":"\\",[[]]}"#, 2));
+        // Siblings do not add up.
+        assert!(!nesting_exceeds(b"[[],[],[[]]]", 3));
+        assert!(nesting_exceeds(b"[[],[],[[[]]]]", 3));
+    }
+
+    #[test]
+    fn the_deepest_accepted_document_parses_as_a_serde_json_value() {
+        // Pins MAX_NESTING_DEPTH to serde_json's own limit: every event
+        // hookline accepts, a serde_json receiver can parse into a value,
+        // and one level more it could not.
+        let deepest = nested(MAX_NESTING_DEPTH);
+        assert!(!nesting_exceeds(deepest.as_bytes(), MAX_NESTING_DEPTH));
+        assert!(serde_json::from_str::<serde_json::Value>(&deepest).is_ok());
+        let deeper = nested(MAX_NESTING_DEPTH + 1);
+        assert!(nesting_exceeds(deeper.as_bytes(), MAX_NESTING_DEPTH));
+        assert!(serde_json::from_str::<serde_json::Value>(&deeper).is_err());
+    }
+
+    #[test]
+    fn raw_strings_are_unescaped() {
+        let raw: &RawValue = serde_json::from_str(r#""a\"b\u00e9""#).unwrap();
+        assert_eq!(as_string(raw).as_deref(), Some("a\"bé"));
+        let number: &RawValue = serde_json::from_str("42").unwrap();
+        assert_eq!(as_string(number), None);
+    }
+}
