@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -41,19 +43,38 @@ pub struct Topics {
     pub dlq: String,
 }
 
-/// What the replica exposes while it runs (readiness, the table).
+/// What the replica exposes while it runs: readiness, the tenant table,
+/// and counts of what happened to its partitions.
 #[derive(Clone, Default)]
 pub struct ReplicaState {
     pub table: TenantTable,
-    joined: Arc<std::sync::atomic::AtomicBool>,
-    draining: Arc<std::sync::atomic::AtomicBool>,
+    joined: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
+    assigned: Arc<AtomicU64>,
+    revoked: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
 }
 
 impl ReplicaState {
     /// Ready = tenant table restored, group joined, not draining.
     pub fn is_ready(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
         self.table.is_restored() && self.joined.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+
+    /// Partitions assigned to this replica since it started.
+    pub fn partitions_assigned(&self) -> u64 {
+        self.assigned.load(Relaxed)
+    }
+
+    /// Partitions revoked in an orderly rebalance since start.
+    pub fn partitions_revoked(&self) -> u64 {
+        self.revoked.load(Relaxed)
+    }
+
+    /// Partitions lost (taken away without a drain, e.g. after this
+    /// replica missed the session timeout) since start.
+    pub fn partitions_lost(&self) -> u64 {
+        self.lost.load(Relaxed)
     }
 }
 
@@ -115,18 +136,25 @@ pub async fn run(
     });
 
     let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
-    state
-        .joined
-        .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(topic = %topics.events, group = %config.kafka.group_id, "replica started");
 
     let drain_timeout = config.kafka.drain_timeout;
     let mut workers: HashMap<i32, Worker> = HashMap::new();
+    // A member with no partitions (more replicas than partitions) is in the
+    // group all the same; the protocol tells once it has joined.
+    let mut membership = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = membership.tick(), if !state.joined.load(Relaxed) => {
+                if consumer.has_joined() {
+                    state.joined.store(true, Relaxed);
+                }
+            }
             event = events.recv() => match event {
                 Some(GroupEvent::Assigned(partitions)) => {
+                    state.assigned.fetch_add(partitions.len() as u64, Relaxed);
+                    state.joined.store(true, Relaxed);
                     for assigned in partitions {
                         let partition = assigned.handle.partition();
                         let stop = CancellationToken::new();
@@ -152,6 +180,8 @@ pub async fn run(
                         .filter_map(|p| workers.remove(p))
                         .collect();
                     tracing::info!(?partitions, lost, "partitions revoked");
+                    let counter = if lost { &state.lost } else { &state.revoked };
+                    counter.fetch_add(partitions.len() as u64, Relaxed);
                     drain(revoked, lost, drain_timeout).await;
                     let _ = drained.send(());
                 }
@@ -160,9 +190,7 @@ pub async fn run(
         }
     }
 
-    state
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    state.draining.store(true, Relaxed);
     tracing::info!(partitions = workers.len(), "draining");
     drain(workers.into_values().collect(), false, drain_timeout).await;
     if let Err(e) = consumer.commit_stored() {

@@ -6,4 +6,5 @@ mod support;
 
 mod cli;
 mod kafka_roundtrip;
+mod delivery;
 mod tenants;

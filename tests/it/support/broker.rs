@@ -111,6 +111,19 @@ impl Broker {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> (i32, i64) {
+        self.produce_to(topic, None, key, value, headers).await
+    }
+
+    /// Like [`Broker::produce`], to a chosen partition when `partition` is
+    /// given (tests that need two keys on different partitions).
+    pub async fn produce_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> (i32, i64) {
         let mut owned = OwnedHeaders::new();
         for (k, v) in headers {
             owned = owned.insert(Header {
@@ -119,6 +132,9 @@ impl Broker {
             });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod receiver;
+pub mod replica;
 
 use std::path::PathBuf;
 use std::process::Command;
