@@ -266,7 +266,10 @@ mod tests {
             "x.toml",
         ])
         .unwrap();
-        assert_eq!(cli.global.bootstrap_servers.as_deref(), Some("127.0.0.1:19092"));
+        assert_eq!(
+            cli.global.bootstrap_servers.as_deref(),
+            Some("127.0.0.1:19092")
+        );
         assert_eq!(cli.global.config, Some(PathBuf::from("x.toml")));
     }
 }

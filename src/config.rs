@@ -288,10 +288,7 @@ impl Config {
             return Err(fail("kafka.group_id", "must not be empty".into()));
         }
         if kafka.session_timeout < Duration::from_secs(1) {
-            return Err(fail(
-                "kafka.session_timeout",
-                "must be at least 1s".into(),
-            ));
+            return Err(fail("kafka.session_timeout", "must be at least 1s".into()));
         }
         if kafka.drain_timeout.is_zero() || kafka.drain_timeout >= kafka.session_timeout {
             return Err(fail(
@@ -322,7 +319,10 @@ impl Config {
             return Err(fail("delivery.max_attempts", "must be at least 1".into()));
         }
         if d.initial_backoff.is_zero() {
-            return Err(fail("delivery.initial_backoff", "must be above zero".into()));
+            return Err(fail(
+                "delivery.initial_backoff",
+                "must be above zero".into(),
+            ));
         }
         if d.max_backoff < d.initial_backoff {
             return Err(fail(
@@ -468,7 +468,10 @@ fn describe(error: &figment::Error) -> ConfigError {
         Some(meta) => match &meta.source {
             Some(figment::Source::File(file)) => file.display().to_string(),
             _ if meta.name.contains("environment") => {
-                format!("environment variable {ENV_PREFIX}{}", path.join("__").to_uppercase())
+                format!(
+                    "environment variable {ENV_PREFIX}{}",
+                    path.join("__").to_uppercase()
+                )
             }
             _ if meta.name.contains("TOML") => "built-in defaults".into(),
             _ => "command line".into(),
@@ -567,13 +570,15 @@ mod tests {
         let props = &config.kafka.properties;
         assert_eq!(props.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(props.get("fetch.max.bytes"), Some("1000"));
-        assert_eq!(props.get("enable.ssl.certificate.verification"), Some("false"));
+        assert_eq!(
+            props.get("enable.ssl.certificate.verification"),
+            Some("false")
+        );
     }
 
     #[test]
     fn secret_looking_properties_are_redacted_in_debug() {
-        let config =
-            load("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        let config = load("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("<redacted>"));
@@ -636,7 +641,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(e, "/nonexistent/hookline.toml: configuration file not found");
+        assert_eq!(
+            e,
+            "/nonexistent/hookline.toml: configuration file not found"
+        );
     }
 
     #[test]
@@ -665,7 +673,10 @@ mod tests {
     fn rule_drain_timeout_shorter_than_session_timeout() {
         let e = err("[kafka]\nsession_timeout = \"10s\"\ndrain_timeout = \"10s\"\n");
         assert!(e.contains("kafka.drain_timeout"), "{e}");
-        assert!(e.contains("shorter than kafka.session_timeout (10s)"), "{e}");
+        assert!(
+            e.contains("shorter than kafka.session_timeout (10s)"),
+            "{e}"
+        );
         assert!(load("[kafka]\nsession_timeout = \"10s\"\ndrain_timeout = \"9s\"\n").is_ok());
     }
 
@@ -716,14 +727,17 @@ mod tests {
     fn rule_schema_registry_url_is_http() {
         let e = err("[schema_registry]\nurl = \"ftp://registry\"\n");
         assert!(e.contains("schema_registry.url"), "{e}");
-        let ok = load("[schema_registry]\nurl = \"http://127.0.0.1:8081/apis/ccompat/v7\"\n")
-            .unwrap();
+        let ok =
+            load("[schema_registry]\nurl = \"http://127.0.0.1:8081/apis/ccompat/v7\"\n").unwrap();
         assert!(ok.schema_registry.is_some());
     }
 
     #[test]
     fn explicit_topology_path_is_kept() {
         let config = load("topology = \"elsewhere/topics.toml\"\n").unwrap();
-        assert_eq!(config.topology, Some(PathBuf::from("elsewhere/topics.toml")));
+        assert_eq!(
+            config.topology,
+            Some(PathBuf::from("elsewhere/topics.toml"))
+        );
     }
 }

@@ -9,8 +9,8 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. The level comes from `RUST_LOG`
 /// (default `info`; librdkafka's own chatter stays at `warn`).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

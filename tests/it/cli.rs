@@ -31,7 +31,10 @@ fn bad_configuration_is_one_line_naming_file_and_key_with_exit_1() {
     let cases = [
         ("[delivery]\nretries = 3\n", "delivery.retries: unknown key"),
         ("[delivery]\ntimeout = \"soon\"\n", "delivery.timeout"),
-        ("[delivery]\nmax_attempts = true\n", "delivery.max_attempts: invalid type"),
+        (
+            "[delivery]\nmax_attempts = true\n",
+            "delivery.max_attempts: invalid type",
+        ),
     ];
     for (content, expected) in cases {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -45,14 +48,20 @@ fn bad_configuration_is_one_line_naming_file_and_key_with_exit_1() {
         assert_eq!(output.status.code(), Some(1), "{content}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
-        assert!(stderr.contains(&file.path().display().to_string()), "{stderr}");
+        assert!(
+            stderr.contains(&file.path().display().to_string()),
+            "{stderr}"
+        );
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
 
 #[test]
 fn unknown_flag_is_one_line_with_exit_1() {
-    let output = hookline("127.0.0.1:1").args(["run", "--frobnicate"]).output().unwrap();
+    let output = hookline("127.0.0.1:1")
+        .args(["run", "--frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

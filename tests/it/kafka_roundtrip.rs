@@ -20,12 +20,19 @@ async fn records_round_trip_through_the_broker_with_keys_and_headers() {
         let key = format!("tenant-{}", i % 7);
         let value = format!("{{\"n\":{i}}}");
         let (partition, offset) = broker
-            .produce(&topic, Some(key.as_bytes()), Some(value.as_bytes()), &[("trace", b"abc")])
+            .produce(
+                &topic,
+                Some(key.as_bytes()),
+                Some(value.as_bytes()),
+                &[("trace", b"abc")],
+            )
             .await;
         produced.push((partition, offset, key, value));
     }
 
-    let records = broker.consume(&topic, produced.len(), Duration::from_secs(30)).await;
+    let records = broker
+        .consume(&topic, produced.len(), Duration::from_secs(30))
+        .await;
     assert_eq!(records.len(), produced.len());
     for (partition, offset, key, value) in &produced {
         let record = records

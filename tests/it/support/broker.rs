@@ -4,14 +4,14 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::TopicPartitionList;
-use rdkafka::Offset;
 
 /// Where the test broker listens; `make up` starts it there.
 pub fn bootstrap() -> String {
@@ -113,7 +113,10 @@ impl Broker {
     ) -> (i32, i64) {
         let mut owned = OwnedHeaders::new();
         for (k, v) in headers {
-            owned = owned.insert(Header { key: k, value: Some(*v) });
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
         if let Some(key) = key {
@@ -190,10 +193,10 @@ impl Drop for Broker {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         // Best effort: the broker is throw-away, a leftover topic harms no
         // other test because every name is unique.
-        let _ = futures::executor::block_on(
-            self.admin
-                .delete_topics(&names, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)))),
-        );
+        let _ = futures::executor::block_on(self.admin.delete_topics(
+            &names,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(5))),
+        ));
     }
 }
 

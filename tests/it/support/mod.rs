@@ -12,7 +12,7 @@ use std::process::Command;
 #[allow(unused_imports)] // re-exported for the tests that need them
 pub use broker::{Broker, Record};
 #[allow(unused_imports)]
-pub use receiver::{Behaviour, Receiver, Received};
+pub use receiver::{Behaviour, Received, Receiver};
 
 /// The `hookline` binary built for this test run.
 pub fn hookline_bin() -> PathBuf {

@@ -53,9 +53,7 @@ impl Receiver {
             received: received.clone(),
             behaviour,
         };
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(shared);
+        let app = axum::Router::new().fallback(record).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
