@@ -12,6 +12,7 @@
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
+//! - [`topology`]: the topology file.
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
@@ -20,3 +21,4 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod telemetry;
+pub mod topology;

@@ -1,0 +1,5 @@
+//! hookline's topics: the declarative topology file ([`Topology`]).
+
+mod model;
+
+pub use model::{EMBEDDED, EMBEDDED_ORIGIN, Role, TopicSpec, Topology, TopologyError};
