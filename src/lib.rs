@@ -11,8 +11,11 @@
 //! - [`commands`]: one module per command; the only place that turns
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
+//! - [`kafka`]: Kafka clients (admin so far); the only module that imports
+//!   rdkafka.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
-//! - [`topology`]: the topology file.
+//! - [`topology`]: the topology file, the pure plan that reconciles a
+//!   cluster with it, and the readiness check of `run`.
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
@@ -20,5 +23,6 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod kafka;
 pub mod telemetry;
 pub mod topology;
