@@ -13,8 +13,11 @@
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
 //! - [`events`]: decoding Kafka records into one [`events::Event`] type.
+//! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //! - [`tenants`]: tenant configuration, starting with event-type patterns.
+//! - [`topology`]: the topology file, the pure plan that reconciles a
+//!   cluster with it, and the readiness check of `run`.
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
@@ -24,5 +27,7 @@ pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod events;
+pub mod kafka;
 pub mod telemetry;
 pub mod tenants;
+pub mod topology;

@@ -2,6 +2,10 @@
 //! configuration only for commands that talk to Kafka or serve telemetry)
 //! and runs it.
 
+mod run;
+mod setup_topics;
+
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -9,6 +13,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::{Config, Overrides};
 use crate::telemetry;
+use crate::topology::{EMBEDDED_ORIGIN, Topology};
 
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).
@@ -26,10 +31,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn with_config(command: Command, _config: Config) -> Result<ExitCode> {
+async fn with_config(command: Command, config: Config) -> Result<ExitCode> {
     match command {
-        Command::Run(_) => not_available("run"),
-        Command::SetupTopics(_) => not_available("setup-topics"),
+        Command::Run(args) => run::run(args, config).await,
+        Command::SetupTopics(args) => setup_topics::setup_topics(args, config).await,
         Command::Tenants(_) => not_available("tenants"),
         Command::Send(_) => not_available("send"),
         Command::Demo(_) => not_available("demo"),
@@ -49,6 +54,15 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
     let config = Config::load(global.config.as_deref(), &overrides)?;
     telemetry::init_logging(config.telemetry.log_format);
     Ok(config)
+}
+
+/// Loads the topology named by `--topology` (`flag`), else by the
+/// `topology` configuration key, else the embedded one; returns it with the
+/// name to show for it.
+fn load_topology(flag: Option<&Path>, config: &Config) -> Result<(Topology, String)> {
+    let path = flag.or(config.topology.as_deref());
+    let origin = path.map_or_else(|| EMBEDDED_ORIGIN.to_string(), |p| p.display().to_string());
+    Ok((Topology::load(path)?, origin))
 }
 
 /// A command of the contract whose implementation has not landed yet. It

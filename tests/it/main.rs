@@ -6,3 +6,4 @@ mod support;
 
 mod cli;
 mod kafka_roundtrip;
+mod setup_topics;
