@@ -11,6 +11,8 @@
 //! - [`commands`]: one module per command; the only place that turns
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
+//! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
+//!   only module that imports crypto crates.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
@@ -19,4 +21,5 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod telemetry;
