@@ -13,6 +13,8 @@
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
 //!   only module that imports crypto crates.
+//! - [`receiver`]: verify-then-decrypt of a webhook request, embeddable by
+//!   customers.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
@@ -22,4 +24,5 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod receiver;
 pub mod telemetry;
