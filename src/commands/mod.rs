@@ -10,6 +10,8 @@ use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::{Config, Overrides};
 use crate::telemetry;
 
+pub mod keygen;
+
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -17,7 +19,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match command {
         // Commands that neither talk to Kafka nor serve telemetry run without
         // a configuration, so a customer can use them anywhere.
-        Command::Keygen(_) => not_available("keygen"),
+        Command::Keygen(args) => keygen::run(&args),
         Command::Receive(_) => not_available("receive"),
         command => {
             let config = load_config(&global)?;
