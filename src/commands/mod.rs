@@ -11,6 +11,7 @@ use crate::config::{Config, Overrides};
 use crate::telemetry;
 
 pub mod keygen;
+pub mod receive;
 
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).
@@ -20,7 +21,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         // Commands that neither talk to Kafka nor serve telemetry run without
         // a configuration, so a customer can use them anywhere.
         Command::Keygen(args) => keygen::run(&args),
-        Command::Receive(_) => not_available("receive"),
+        Command::Receive(args) => receive::run(args).await,
         command => {
             let config = load_config(&global)?;
             with_config(command, config).await
