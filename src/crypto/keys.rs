@@ -16,7 +16,7 @@ use aws_lc_rs::rsa::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use pem_rfc7468::LineEnding;
+use pem::{EncodeConfig, LineEnding, Pem};
 use pkcs1::{RsaPrivateKeyRef, RsaPublicKeyRef};
 use pkcs8::PrivateKeyInfoRef;
 use secrecy::SecretString;
@@ -52,7 +52,7 @@ pub enum KeyError {
 
     /// The text looks like PEM but its armour or base64 body is broken.
     #[error("malformed PEM")]
-    Pem(#[source] pem_rfc7468::Error),
+    Pem(#[source] pem::PemError),
 
     /// A well-formed PEM of the wrong kind, e.g. a private key where a public
     /// key is expected, or a certificate.
@@ -102,7 +102,8 @@ pub enum KeyError {
         bits: u32,
     },
 
-    /// A password-protected PKCS#8 key.
+    /// A password-protected key (PKCS#8 `ENCRYPTED PRIVATE KEY`, or a
+    /// traditional PEM with `Proc-Type`/`DEK-Info` headers).
     #[error(
         "encrypted private keys are not supported; decrypt it first \
          (`openssl pkey -in KEY -out PLAIN.pem`)"
@@ -225,10 +226,10 @@ impl PublicKey {
         &self.0.spki_der
     }
 
-    /// The key as a PEM `PUBLIC KEY` (SPKI) with LF line endings.
+    /// The key as a PEM `PUBLIC KEY` (SPKI): 64-column base64, LF line
+    /// endings, as OpenSSL writes it.
     pub fn to_spki_pem(&self) -> String {
-        pem_rfc7468::encode_string(LABEL_SPKI, LineEnding::LF, &self.0.spki_der)
-            .expect("a static valid label and a DER of a few hundred bytes always encode")
+        encode_pem(LABEL_SPKI, self.0.spki_der.to_vec())
     }
 
     /// The prepared RSA-OAEP key, for the JWE module.
@@ -332,9 +333,10 @@ impl PrivateKey {
     /// logged by accident.
     pub fn to_pkcs8_pem(&self) -> Result<SecretString, KeyError> {
         let der = self.0.key.as_der().map_err(|_| KeyError::Encoding)?;
-        let pem = pem_rfc7468::encode_string(LABEL_PKCS8, LineEnding::LF, der.as_ref())
-            .map_err(|_| KeyError::Encoding)?;
-        Ok(SecretString::from(pem))
+        Ok(SecretString::from(encode_pem(
+            LABEL_PKCS8,
+            der.as_ref().to_vec(),
+        )))
     }
 
     /// The matching public key.
@@ -367,6 +369,14 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
+/// Encodes DER as PEM and wipes the copy the encoder needed.
+fn encode_pem(label: &str, der: Vec<u8>) -> String {
+    let pem = Pem::new(label, der);
+    let text = pem::encode_config(&pem, EncodeConfig::new().set_line_ending(LineEnding::LF));
+    drop(Zeroizing::new(pem.into_contents()));
+    text
+}
+
 /// Extracts the label and DER body of a PEM, or of the base64 of a PEM. The
 /// body is wiped when dropped since it may hold a private key.
 fn decode_pem(
@@ -375,11 +385,15 @@ fn decode_pem(
 ) -> Result<(String, Zeroizing<Vec<u8>>), KeyError> {
     let trimmed = text.trim();
     if let Some(start) = trimmed.find("-----BEGIN ") {
-        // Text before the armour (such as OpenSSL's "Bag Attributes") is
-        // tolerated the way most tools do; RFC 7468 parsers are stricter.
-        let (label, der) =
-            pem_rfc7468::decode_vec(&trimmed.as_bytes()[start..]).map_err(KeyError::Pem)?;
-        return Ok((label.to_owned(), Zeroizing::new(der)));
+        // The parser is lenient on purpose, as most tools are: text before
+        // the armour (OpenSSL's "Bag Attributes"), any line width (Java
+        // writes 76 columns, hand-made PEMs often one long line), CRLF.
+        let pem = pem::parse(&trimmed[start..]).map_err(KeyError::Pem)?;
+        if pem.headers().get("Proc-Type").is_some() {
+            return Err(KeyError::Encrypted);
+        }
+        let label = pem.tag().to_owned();
+        return Ok((label, Zeroizing::new(pem.into_contents())));
     }
     // The prototype stored keys as base64 of the PEM text, on one line or
     // wrapped; whitespace is dropped before decoding.
@@ -535,9 +549,34 @@ mod tests {
     }
 
     #[test]
-    fn crlf_line_endings_are_accepted() {
+    fn crlf_any_line_width_and_leading_text_are_accepted() {
+        let expected = PublicKey::parse(test_keys::RSA2048_SPKI).unwrap();
         let crlf = test_keys::RSA2048_SPKI.replace('\n', "\r\n");
-        assert!(PublicKey::parse(&crlf).is_ok());
+        assert_eq!(PublicKey::parse(&crlf).unwrap(), expected);
+
+        let lines: Vec<&str> = test_keys::RSA2048_PRIVATE.lines().collect();
+        let body = lines[1..lines.len() - 1].concat();
+        let rewrap = |width: usize| {
+            let wrapped: Vec<&str> = body
+                .as_bytes()
+                .chunks(width)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                wrapped.join("\n")
+            )
+        };
+        for width in [76, body.len()] {
+            let key = PrivateKey::parse(&rewrap(width)).unwrap();
+            assert_eq!(key.public_key(), expected, "width {width}");
+        }
+        let with_attributes = format!(
+            "Bag Attributes\n    localKeyID: 01\n{}",
+            test_keys::RSA2048_PRIVATE
+        );
+        let key = PrivateKey::parse(&with_attributes).unwrap();
+        assert_eq!(key.public_key(), expected);
     }
 
     #[test]
@@ -575,8 +614,7 @@ mod tests {
     #[test]
     fn truncated_der_is_refused_as_malformed() {
         let key = PublicKey::parse(test_keys::RSA2048_SPKI).unwrap();
-        let pem =
-            pem_rfc7468::encode_string(LABEL_SPKI, LineEnding::LF, &key.spki_der()[..100]).unwrap();
+        let pem = encode_pem(LABEL_SPKI, key.spki_der()[..100].to_vec());
         let err = PublicKey::parse(&pem).unwrap_err();
         assert!(matches!(err, KeyError::Der { .. }), "{err:?}");
     }
@@ -594,10 +632,16 @@ mod tests {
 
     #[test]
     fn an_encrypted_private_key_is_refused_with_advice() {
-        let pem =
+        let pkcs8 =
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        let err = PrivateKey::parse(pem).unwrap_err();
-        assert!(matches!(err, KeyError::Encrypted), "{err:?}");
+        let traditional = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+             DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n\
+             -----END RSA PRIVATE KEY-----\n";
+        for pem in [pkcs8, traditional] {
+            let err = PrivateKey::parse(pem).unwrap_err();
+            assert!(matches!(err, KeyError::Encrypted), "{err:?}");
+            assert!(err.to_string().contains("openssl pkey"), "{err}");
+        }
     }
 
     #[test]

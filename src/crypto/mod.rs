@@ -2,9 +2,9 @@
 //! signatures, and the keys themselves.
 //!
 //! **Architecture invariant:** this is the only module that imports crypto
-//! crates (aws-lc-rs and the RustCrypto encodings). Everything else goes
-//! through the types below, so that one backend does all the cryptography
-//! and key material never leaves these types unwrapped.
+//! crates (aws-lc-rs, pem and the RustCrypto DER encodings). Everything else
+//! goes through the types below, so that one backend does all the
+//! cryptography and key material never leaves these types unwrapped.
 //!
 //! - [`PublicKey`] / [`PrivateKey`]: RSA keys, parsed and prepared once.
 //! - [`jwe`]: `RSA-OAEP-256` + `A256GCM` in the flattened JSON serialization.
