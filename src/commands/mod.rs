@@ -15,6 +15,9 @@ use crate::config::{Config, Overrides};
 use crate::telemetry;
 use crate::topology::{EMBEDDED_ORIGIN, Topology};
 
+pub mod keygen;
+pub mod receive;
+
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -22,8 +25,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match command {
         // Commands that neither talk to Kafka nor serve telemetry run without
         // a configuration, so a customer can use them anywhere.
-        Command::Keygen(_) => not_available("keygen"),
-        Command::Receive(_) => not_available("receive"),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Receive(args) => receive::run(args).await,
         command => {
             let config = load_config(&global)?;
             with_config(command, config).await
