@@ -12,8 +12,12 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: run
-run: build up ## Run one replica against the local broker
+run: build up topics ## Run one replica against the local broker
 	$(CARGO) run --quiet -- run
+
+.PHONY: topics
+topics: build up ## Create or reconcile hookline's topics on the local broker
+	$(CARGO) run --quiet -- setup-topics
 
 .PHONY: build
 build: ## Build the hookline binary

@@ -69,6 +69,11 @@ pub struct KafkaConfig {
     pub group_id: String,
     pub session_timeout: Duration,
     pub drain_timeout: Duration,
+    /// How long one administrative request (describing, creating or
+    /// altering topics) may take, reaching the cluster included; a cluster
+    /// that does not answer in time is reported as unreachable. Above zero;
+    /// default 10 s.
+    pub admin_timeout: Duration,
     pub properties: KafkaProperties,
 }
 
@@ -161,6 +166,8 @@ mod raw {
         pub session_timeout: Duration,
         #[serde(with = "humantime_serde")]
         pub drain_timeout: Duration,
+        #[serde(with = "humantime_serde")]
+        pub admin_timeout: Duration,
         #[serde(default)]
         pub properties: BTreeMap<String, PropertyValue>,
     }
@@ -300,6 +307,9 @@ impl Config {
                 ),
             ));
         }
+        if kafka.admin_timeout.is_zero() {
+            return Err(fail("kafka.admin_timeout", "must be above zero".into()));
+        }
         let mut properties = BTreeMap::new();
         for (key, value) in kafka.properties {
             if MANAGED_KAFKA_PROPERTIES.contains(&key.as_str()) {
@@ -374,6 +384,7 @@ impl Config {
                 group_id: kafka.group_id,
                 session_timeout: kafka.session_timeout,
                 drain_timeout: kafka.drain_timeout,
+                admin_timeout: kafka.admin_timeout,
                 properties: KafkaProperties(properties),
             },
             delivery: DeliveryConfig {
@@ -511,6 +522,7 @@ mod tests {
         let config = load("").unwrap();
         assert_eq!(config.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(config.kafka.group_id, "hookline");
+        assert_eq!(config.kafka.admin_timeout, Duration::from_secs(10));
         assert_eq!(config.delivery.timeout, Duration::from_secs(30));
         assert_eq!(config.delivery.max_attempts, 8);
         assert_eq!(config.delivery.initial_backoff, Duration::from_secs(1));
@@ -678,6 +690,13 @@ mod tests {
             "{e}"
         );
         assert!(load("[kafka]\nsession_timeout = \"10s\"\ndrain_timeout = \"9s\"\n").is_ok());
+    }
+
+    #[test]
+    fn rule_admin_timeout_above_zero() {
+        assert!(err("[kafka]\nadmin_timeout = \"0s\"\n").contains("kafka.admin_timeout"));
+        let config = load("[kafka]\nadmin_timeout = \"3s\"\n").unwrap();
+        assert_eq!(config.kafka.admin_timeout, Duration::from_secs(3));
     }
 
     #[test]

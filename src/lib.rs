@@ -11,10 +11,17 @@
 //! - [`commands`]: one module per command; the only place that turns
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
+//! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
+//!   only module that imports crypto crates.
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
 //! - [`events`]: decoding Kafka records into one [`events::Event`] type.
+//! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
+//! - [`receiver`]: verify-then-decrypt of a webhook request, embeddable by
+//!   customers.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //! - [`tenants`]: tenant configuration, starting with event-type patterns.
+//! - [`topology`]: the topology file, the pure plan that reconciles a
+//!   cluster with it, and the readiness check of `run`.
 //!
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
@@ -22,7 +29,11 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod crypto;
 pub mod delivery;
 pub mod events;
+pub mod kafka;
+pub mod receiver;
 pub mod telemetry;
 pub mod tenants;
+pub mod topology;

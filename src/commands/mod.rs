@@ -2,6 +2,12 @@
 //! configuration only for commands that talk to Kafka or serve telemetry)
 //! and runs it.
 
+mod run;
+mod send;
+mod setup_topics;
+mod tenants;
+
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -9,6 +15,10 @@ use anyhow::Result;
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::{Config, Overrides};
 use crate::telemetry;
+use crate::topology::{EMBEDDED_ORIGIN, Topology};
+
+pub mod keygen;
+pub mod receive;
 
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).
@@ -17,8 +27,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match command {
         // Commands that neither talk to Kafka nor serve telemetry run without
         // a configuration, so a customer can use them anywhere.
-        Command::Keygen(_) => not_available("keygen"),
-        Command::Receive(_) => not_available("receive"),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Receive(args) => receive::run(args).await,
         command => {
             let config = load_config(&global)?;
             with_config(command, config).await
@@ -26,12 +36,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn with_config(command: Command, _config: Config) -> Result<ExitCode> {
+async fn with_config(command: Command, config: Config) -> Result<ExitCode> {
     match command {
-        Command::Run(_) => not_available("run"),
-        Command::SetupTopics(_) => not_available("setup-topics"),
-        Command::Tenants(_) => not_available("tenants"),
-        Command::Send(_) => not_available("send"),
+        Command::Run(args) => run::run(args, config).await,
+        Command::SetupTopics(args) => setup_topics::setup_topics(args, config).await,
+        Command::Tenants(command) => tenants::run(command, &config).await,
+        Command::Send(args) => send::run(args, &config).await,
         Command::Demo(_) => not_available("demo"),
         Command::Api(_) => not_available("api"),
         Command::Keygen(_) | Command::Receive(_) => {
@@ -49,6 +59,21 @@ fn load_config(global: &GlobalArgs) -> Result<Config> {
     let config = Config::load(global.config.as_deref(), &overrides)?;
     telemetry::init_logging(config.telemetry.log_format);
     Ok(config)
+}
+
+/// Loads the topology named by `--topology` (`flag`), else by the
+/// `topology` configuration key, else the embedded one; returns it with the
+/// name to show for it.
+fn load_topology(flag: Option<&Path>, config: &Config) -> Result<(Topology, String)> {
+    let path = flag.or(config.topology.as_deref());
+    let origin = path.map_or_else(|| EMBEDDED_ORIGIN.to_string(), |p| p.display().to_string());
+    Ok((Topology::load(path)?, origin))
+}
+
+/// The tenants topic of the configured topology.
+fn tenants_topic(config: &Config) -> Result<String> {
+    let (topology, _) = load_topology(None, config)?;
+    Ok(topology.tenants.name)
 }
 
 /// A command of the contract whose implementation has not landed yet. It

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::cli::{TenantPutArgs, TenantsCommand};
@@ -35,7 +36,7 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         .with_context(|| format!("reading the public key {}", args.public_key.display()))?;
     let generated = args.generate_secret.then(SigningSecret::generate);
     let signing_secret = match (&generated, args.signing_secret) {
-        (Some(secret), _) => Some(secret.to_string_exposed()),
+        (Some(secret), _) => Some(secret.to_whsec().expose_secret().to_string()),
         (None, given) => given,
     };
     let record = TenantRecord {
@@ -65,13 +66,17 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         tenant.id,
         tenant.key_id,
         tenant.public_key.bits(),
-        if tenant.enabled { "enabled" } else { "disabled" }
+        if tenant.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
     )?;
     if let Some(secret) = generated {
         writeln!(
             out,
             "signing secret (shown once, give it to the tenant): {}",
-            secret.to_string_exposed()
+            secret.to_whsec().expose_secret()
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -174,4 +179,3 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
         }),
     }
 }
-

@@ -43,7 +43,9 @@ impl PartitionProgress {
             self.finished_ahead.pop_first();
             self.done_through = Some(first);
         }
-        (self.done_through != before).then_some(self.done_through).flatten()
+        (self.done_through != before)
+            .then_some(self.done_through)
+            .flatten()
     }
 
     /// Records started but not finished.

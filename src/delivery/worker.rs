@@ -80,7 +80,12 @@ pub async fn run_partition(
             .await;
         match outcome {
             Ok(outcome) => {
-                tracing::debug!(partition = record.partition, offset = record.offset, ?outcome, "done");
+                tracing::debug!(
+                    partition = record.partition,
+                    offset = record.offset,
+                    ?outcome,
+                    "done"
+                );
                 if let Some(done) = progress.finish(record.offset)
                     && let Err(e) = handle.store_done(done)
                 {
@@ -123,7 +128,11 @@ impl Pipeline {
                     record.partition,
                     record.offset,
                 );
-                if let Some(tenant) = record.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+                if let Some(tenant) = record
+                    .key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                {
                     letter = letter.with_tenant(tenant);
                 }
                 return self.dead_letter(record, letter, abort).await;
@@ -134,7 +143,15 @@ impl Pipeline {
         let mut attempt = Attempts::default();
         let mut paused = false;
         let result = self
-            .attempt_until_done(record, &event, handle, stop, abort, &mut attempt, &mut paused)
+            .attempt_until_done(
+                record,
+                &event,
+                handle,
+                stop,
+                abort,
+                &mut attempt,
+                &mut paused,
+            )
             .await;
         if paused {
             handle.resume();
@@ -158,8 +175,14 @@ impl Pipeline {
     ) -> Result<Ended, Abandoned> {
         let plaintext = event.plaintext();
         let letter = |reason: DlqReason, error: String| {
-            DeadLetter::new(reason, error, &record.topic, record.partition, record.offset)
-                .with_tenant(&event.tenant)
+            DeadLetter::new(
+                reason,
+                error,
+                &record.topic,
+                record.partition,
+                record.offset,
+            )
+            .with_tenant(&event.tenant)
         };
         loop {
             // The tenant is read again before every attempt: a new record
@@ -167,15 +190,24 @@ impl Pipeline {
             let entry = self.table.get(&event.tenant);
             let tenant: &Tenant = match entry.as_deref() {
                 None => {
-                    let l = letter(DlqReason::UnknownTenant, format!("tenant `{}` does not exist", event.tenant));
+                    let l = letter(
+                        DlqReason::UnknownTenant,
+                        format!("tenant `{}` does not exist", event.tenant),
+                    );
                     return Ok(Ended::DeadLetter(attempts.stamp(l)));
                 }
                 Some(TenantEntry::Invalid { error }) => {
-                    let l = letter(DlqReason::InvalidTenant, format!("tenant record is invalid: {error}"));
+                    let l = letter(
+                        DlqReason::InvalidTenant,
+                        format!("tenant record is invalid: {error}"),
+                    );
                     return Ok(Ended::DeadLetter(attempts.stamp(l)));
                 }
                 Some(TenantEntry::Valid(tenant)) if !tenant.enabled => {
-                    let l = letter(DlqReason::TenantDisabled, format!("tenant `{}` is disabled", event.tenant));
+                    let l = letter(
+                        DlqReason::TenantDisabled,
+                        format!("tenant `{}` is disabled", event.tenant),
+                    );
                     return Ok(Ended::DeadLetter(attempts.stamp(l)));
                 }
                 Some(TenantEntry::Valid(tenant)) if !tenant.is_subscribed(&event.event_type) => {
@@ -213,7 +245,10 @@ impl Pipeline {
             attempts.last_status = outcome.status().or(attempts.last_status);
             tracing::debug!(attempt = attempts.count, %outcome, "attempt");
 
-            match self.policy.decide(&outcome, attempts.count, random_jitter()) {
+            match self
+                .policy
+                .decide(&outcome, attempts.count, random_jitter())
+            {
                 RetryAction::Delivered { .. } => return Ok(Ended::Outcome(Outcome::Delivered)),
                 RetryAction::DeadLetter(reason) => {
                     let l = letter(reason, outcome.to_string()).with_status(attempts.last_status);

@@ -21,7 +21,9 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -125,7 +127,8 @@ impl PartitionHandle {
     pub fn store_done(&self, offset: i64) -> Result<(), KafkaError> {
         // `store_offset` stores `offset + 1`, the next record to read, as
         // Kafka's committed offsets expect.
-        self.consumer.store_offset(&self.topic, self.partition, offset)
+        self.consumer
+            .store_offset(&self.topic, self.partition, offset)
     }
 
     /// Stops fetching this partition (its worker is backing off).
@@ -184,7 +187,10 @@ impl GroupConsumer {
         let consumer: Inner = super::client_config(config)
             .set("group.id", &config.group_id)
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
             // Offsets are stored by the workers, only once an event's
             // outcome is durable; the stored ones are committed in the
             // background and on every revocation and shutdown.
@@ -233,11 +239,10 @@ impl GroupConsumer {
     /// assigned (or is a member without any, when there are more members
     /// than partitions).
     pub fn has_joined(&self) -> bool {
-        self.consumer
-            .client()
-            .native_client()
-            .rebalance_protocol()
-            != rdkafka::consumer::RebalanceProtocol::None
+        !matches!(
+            self.consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::None
+        )
     }
 
     /// Commits the stored offsets and waits for the broker's answer.
@@ -277,7 +282,10 @@ impl Drop for GroupConsumer {
 /// before it is fetched; should one arrive anyway, it is left unprocessed
 /// and unstored (it will be delivered again by whoever owns it next).
 fn poll_main_queue(consumer: Arc<Inner>, stop: CancellationToken) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the group polling thread");
@@ -354,10 +362,17 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
         match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next one"),
+            Ok(())
+            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; it is retried with the next one")
+            }
         }
     }
 }
@@ -417,10 +432,14 @@ impl GroupContext {
         {
             tracing::warn!(?partitions, "revoked partitions did not drain in time");
         }
-        if !lost && let Err(e) = base.commit_consumer_state(CommitMode::Sync) {
-            if !matches!(e, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
-                tracing::warn!(error = %e, "commit on revocation failed");
-            }
+        if !lost
+            && let Err(e) = base.commit_consumer_state(CommitMode::Sync)
+            && !matches!(
+                e,
+                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            )
+        {
+            tracing::warn!(error = %e, "commit on revocation failed");
         }
     }
 }

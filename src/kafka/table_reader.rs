@@ -87,8 +87,17 @@ impl TableReader {
         timeout: Duration,
     ) -> Result<Self, TableReaderError> {
         let consumer: StreamConsumer = super::client_config(config)
-            // No group: the table is read whole by everyone, and an offset
-            // is never committed for it.
+            // librdkafka wants a group id even for a manual assignment. The
+            // group is never joined (nothing subscribes) and nothing is
+            // committed to it: every replica reads the whole table.
+            .set("group.id", format!("{}.table-reader", config.group_id))
+            // The same session timeout as the group consumer, so that
+            // pass-through properties checked against it (such as
+            // max.poll.interval.ms) are valid for both clients.
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")

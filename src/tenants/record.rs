@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::crypto::jwe::Recipient;
 use crate::crypto::{KeyError, PublicKey, SigningSecret};
 use crate::tenants::pattern::{Pattern, PatternError};
 
@@ -45,7 +46,9 @@ fn enabled_by_default() -> bool {
 /// Why a tenant record is not usable. The message names the field.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
-    #[error("tenant id must be 1 to {MAX_TENANT_ID_BYTES} bytes of UTF-8 without control characters")]
+    #[error(
+        "tenant id must be 1 to {MAX_TENANT_ID_BYTES} bytes of UTF-8 without control characters"
+    )]
     InvalidId,
     #[error("record is {0} bytes, more than the {MAX_RECORD_BYTES} allowed")]
     TooLarge(usize),
@@ -74,6 +77,9 @@ pub struct Tenant {
     /// The JWE `kid`: the record's `key_id`, or the key's RFC 7638
     /// thumbprint.
     pub key_id: String,
+    /// The key and `kid` prepared for encryption (protected header built
+    /// once per record version).
+    pub recipient: Recipient,
     pub signing_secret: Option<SigningSecret>,
     /// Event-type patterns; `None` subscribes to every event.
     pub events: Option<Vec<Pattern>>,
@@ -133,6 +139,7 @@ impl Tenant {
         Ok(Self {
             id: id.to_string(),
             url,
+            recipient: Recipient::new(public_key.clone(), &key_id),
             public_key,
             key_id,
             signing_secret,
@@ -169,7 +176,8 @@ pub fn validate_url(text: &str) -> Result<Url, TenantError> {
             "longer than {MAX_URL_BYTES} bytes"
         )));
     }
-    let url = Url::parse(text).map_err(|e| TenantError::Url(format!("`{text}` is not a URL: {e}")))?;
+    let url =
+        Url::parse(text).map_err(|e| TenantError::Url(format!("`{text}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(TenantError::Url(format!(
             "scheme `{}` is not http or https",

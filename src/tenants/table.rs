@@ -15,7 +15,9 @@ use super::record::{Tenant, TenantError};
 /// What the table knows about one tenant id.
 #[derive(Debug)]
 pub enum TenantEntry {
-    Valid(Tenant),
+    /// Boxed: a prepared tenant is large and most lookups only need to know
+    /// which variant they got.
+    Valid(Box<Tenant>),
     /// The latest record did not validate. Its events are dead-lettered as
     /// `invalid_tenant` until a valid record replaces it.
     Invalid { error: String },
@@ -26,7 +28,7 @@ impl TenantEntry {
     /// `Invalid` entry, never an error for the caller.
     pub fn from_value(id: &str, value: &[u8]) -> Self {
         match Tenant::from_bytes(id, value) {
-            Ok(tenant) => Self::Valid(tenant),
+            Ok(tenant) => Self::Valid(Box::new(tenant)),
             Err(error) => Self::Invalid {
                 error: error.to_string(),
             },

@@ -36,7 +36,11 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
         let failed_once = failed_once.clone();
         Receiver::start(Arc::new(move |_, request| {
             let id = request.header("webhook-id").unwrap_or_default().to_string();
-            let n: u32 = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let n: u32 = id
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if n % 5 == 0 && failed_once.lock().unwrap().insert(id) {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
@@ -48,7 +52,11 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
     let tenants: Vec<TestTenant> = (0..6).map(|i| TestTenant::new(&format!("t{i}"))).collect();
     for tenant in &tenants {
         tenant
-            .register(&broker, &topics, &tenant.record(&receiver.url(&format!("/{}", tenant.id))))
+            .register(
+                &broker,
+                &topics,
+                &tenant.record(&receiver.url(&format!("/{}", tenant.id))),
+            )
             .await;
     }
     let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
@@ -59,14 +67,25 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
         let tenant = &tenants[(n % 6) as usize];
         let id = format!("{}-{n}", tenant.id);
         let (partition, _) = broker
-            .produce(&topics.events, Some(tenant.id.as_bytes()), Some(&event(&id, "order.created", serde_json::json!({"n": n}))), &[])
+            .produce(
+                &topics.events,
+                Some(tenant.id.as_bytes()),
+                Some(&event(&id, "order.created", serde_json::json!({"n": n}))),
+                &[],
+            )
             .await;
         produced_by_partition.entry(partition).or_default().push(id);
     }
 
     let expected_requests = 120 + 120 / 5;
-    let received = receiver.wait_for(expected_requests, Duration::from_secs(60)).await;
-    assert_eq!(received.len(), expected_requests, "every event delivered, every fifth twice");
+    let received = receiver
+        .wait_for(expected_requests, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        received.len(),
+        expected_requests,
+        "every event delivered, every fifth twice"
+    );
     let arrival = distinct_ids(&received);
     for (partition, produced) in &produced_by_partition {
         let arrived: Vec<&String> = arrival.iter().filter(|id| produced.contains(id)).collect();
@@ -99,8 +118,10 @@ async fn a_failing_tenant_blocks_only_its_own_partition() {
     .await;
     let down = TestTenant::new("down");
     let up = TestTenant::new("up");
-    down.register(&broker, &topics, &down.record(&receiver.url("/down"))).await;
-    up.register(&broker, &topics, &up.record(&receiver.url("/up"))).await;
+    down.register(&broker, &topics, &down.record(&receiver.url("/down")))
+        .await;
+    up.register(&broker, &topics, &up.record(&receiver.url("/up")))
+        .await;
     // Six attempts with backoff between 300 ms and 1 s block partition 0 for
     // several seconds.
     let config = replica_config(
@@ -114,26 +135,51 @@ async fn a_failing_tenant_blocks_only_its_own_partition() {
     let replica = Replica::start(config, &topics).await;
 
     broker
-        .produce_to(&topics.events, Some(0), Some(b"down"), Some(&event("blocked", "x", serde_json::json!(1))), &[])
+        .produce_to(
+            &topics.events,
+            Some(0),
+            Some(b"down"),
+            Some(&event("blocked", "x", serde_json::json!(1))),
+            &[],
+        )
         .await;
     // Behind the failing event on its partition: waits for it.
     broker
-        .produce_to(&topics.events, Some(0), Some(b"up"), Some(&event("behind", "x", serde_json::json!(2))), &[])
+        .produce_to(
+            &topics.events,
+            Some(0),
+            Some(b"up"),
+            Some(&event("behind", "x", serde_json::json!(2))),
+            &[],
+        )
         .await;
     // On the other partition: must not wait.
     for n in 0..20 {
         broker
-            .produce_to(&topics.events, Some(1), Some(b"up"), Some(&event(&format!("free-{n}"), "x", serde_json::json!(n))), &[])
+            .produce_to(
+                &topics.events,
+                Some(1),
+                Some(b"up"),
+                Some(&event(&format!("free-{n}"), "x", serde_json::json!(n))),
+                &[],
+            )
             .await;
     }
 
     let received = receiver.wait_for(6 + 21, Duration::from_secs(60)).await;
-    let attempts: Vec<Instant> = received.iter().filter(|r| r.path == "/down").map(|r| r.at).collect();
+    let attempts: Vec<Instant> = received
+        .iter()
+        .filter(|r| r.path == "/down")
+        .map(|r| r.at)
+        .collect();
     assert_eq!(attempts.len(), 6, "max_attempts reached");
     let last_failure = *attempts.last().unwrap();
     let free: Vec<Instant> = received
         .iter()
-        .filter(|r| r.header("webhook-id").is_some_and(|id| id.starts_with("free-")))
+        .filter(|r| {
+            r.header("webhook-id")
+                .is_some_and(|id| id.starts_with("free-"))
+        })
         .map(|r| r.at)
         .collect();
     assert_eq!(free.len(), 20);
@@ -141,10 +187,18 @@ async fn a_failing_tenant_blocks_only_its_own_partition() {
         free.iter().all(|at| *at < last_failure),
         "the other partition waited for the failing tenant"
     );
-    let behind = received.iter().find(|r| r.header("webhook-id") == Some("behind")).expect("delivered after the dead letter");
-    assert!(behind.at > last_failure, "partition order: `behind` overtook the blocked event");
+    let behind = received
+        .iter()
+        .find(|r| r.header("webhook-id") == Some("behind"))
+        .expect("delivered after the dead letter");
+    assert!(
+        behind.at > last_failure,
+        "partition order: `behind` overtook the blocked event"
+    );
 
-    let dead = broker.consume(&topics.dlq, 1, Duration::from_secs(30)).await;
+    let dead = broker
+        .consume(&topics.dlq, 1, Duration::from_secs(30))
+        .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header("dlq.reason"), Some("retries_exhausted"));
     assert_eq!(dead[0].header("dlq.attempts"), Some("6"));
@@ -166,9 +220,13 @@ async fn undeliverable_events_are_dead_lettered_with_their_reason_and_original_b
     let gone = TestTenant::new("gone");
     let flaky = TestTenant::new("flaky");
     let disabled = TestTenant::new("disabled");
-    ok.register(&broker, &topics, &ok.record(&receiver.url("/ok"))).await;
-    gone.register(&broker, &topics, &gone.record(&receiver.url("/gone"))).await;
-    flaky.register(&broker, &topics, &flaky.record(&receiver.url("/flaky"))).await;
+    ok.register(&broker, &topics, &ok.record(&receiver.url("/ok")))
+        .await;
+    gone.register(&broker, &topics, &gone.record(&receiver.url("/gone")))
+        .await;
+    flaky
+        .register(&broker, &topics, &flaky.record(&receiver.url("/flaky")))
+        .await;
     let mut record = disabled.record(&receiver.url("/disabled"));
     record["enabled"] = serde_json::json!(false);
     disabled.register(&broker, &topics, &record).await;
@@ -176,16 +234,38 @@ async fn undeliverable_events_are_dead_lettered_with_their_reason_and_original_b
         .produce(&topics.tenants, Some(b"broken"), Some(b"{not json"), &[])
         .await;
 
-    let config = replica_config(&broker, &[("DELIVERY__MAX_ATTEMPTS", "2"), ("DELIVERY__MAX_PAYLOAD_BYTES", "2000")]);
+    let config = replica_config(
+        &broker,
+        &[
+            ("DELIVERY__MAX_ATTEMPTS", "2"),
+            ("DELIVERY__MAX_PAYLOAD_BYTES", "2000"),
+        ],
+    );
     let replica = Replica::start(config, &topics).await;
 
     let big = event("big", "x", serde_json::json!("y".repeat(3000)));
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("flaky", event("e1", "x", serde_json::json!(1)), "retries_exhausted"),
+        (
+            "flaky",
+            event("e1", "x", serde_json::json!(1)),
+            "retries_exhausted",
+        ),
         ("gone", event("e2", "x", serde_json::json!(2)), "rejected"),
-        ("nobody", event("e3", "x", serde_json::json!(3)), "unknown_tenant"),
-        ("disabled", event("e4", "x", serde_json::json!(4)), "tenant_disabled"),
-        ("broken", event("e5", "x", serde_json::json!(5)), "invalid_tenant"),
+        (
+            "nobody",
+            event("e3", "x", serde_json::json!(3)),
+            "unknown_tenant",
+        ),
+        (
+            "disabled",
+            event("e4", "x", serde_json::json!(4)),
+            "tenant_disabled",
+        ),
+        (
+            "broken",
+            event("e5", "x", serde_json::json!(5)),
+            "invalid_tenant",
+        ),
         ("ok", b"{not json".to_vec(), "invalid_event"),
         ("ok", br#"{"data": 1}"#.to_vec(), "invalid_event"),
         ("ok", big, "payload_too_large"),
@@ -193,42 +273,90 @@ async fn undeliverable_events_are_dead_lettered_with_their_reason_and_original_b
     let mut offsets = Vec::new();
     for (tenant, value, _) in &cases {
         let (_, offset) = broker
-            .produce(&topics.events, Some(tenant.as_bytes()), Some(value), &[("trace-id", b"abc")])
+            .produce(
+                &topics.events,
+                Some(tenant.as_bytes()),
+                Some(value),
+                &[("trace-id", b"abc")],
+            )
             .await;
         offsets.push(offset);
     }
     // The partition moves on after all of them.
     broker
-        .produce(&topics.events, Some(b"ok"), Some(&event("after", "x", serde_json::json!(0))), &[])
+        .produce(
+            &topics.events,
+            Some(b"ok"),
+            Some(&event("after", "x", serde_json::json!(0))),
+            &[],
+        )
         .await;
 
-    let dead: Vec<Record> = broker.consume(&topics.dlq, cases.len(), Duration::from_secs(60)).await;
+    let dead: Vec<Record> = broker
+        .consume(&topics.dlq, cases.len(), Duration::from_secs(60))
+        .await;
     assert_eq!(dead.len(), cases.len());
     for ((tenant, value, reason), offset) in cases.iter().zip(&offsets) {
         let letter = dead
             .iter()
             .find(|r| r.header("dlq.offset") == Some(&offset.to_string()))
             .unwrap_or_else(|| panic!("no dead letter for offset {offset} ({reason})"));
-        assert_eq!(letter.header("dlq.reason"), Some(*reason), "offset {offset}");
+        assert_eq!(
+            letter.header("dlq.reason"),
+            Some(*reason),
+            "offset {offset}"
+        );
         assert_eq!(letter.key.as_deref(), Some(tenant.as_bytes()));
-        assert_eq!(letter.value.as_deref(), Some(value.as_slice()), "original bytes kept");
-        assert_eq!(letter.header("trace-id"), Some("abc"), "original headers kept");
+        assert_eq!(
+            letter.value.as_deref(),
+            Some(value.as_slice()),
+            "original bytes kept"
+        );
+        assert_eq!(
+            letter.header("trace-id"),
+            Some("abc"),
+            "original headers kept"
+        );
         assert_eq!(letter.header("dlq.topic"), Some(topics.events.as_str()));
         assert_eq!(letter.header("dlq.partition"), Some("0"));
         assert_eq!(letter.header("dlq.tenant"), Some(*tenant));
         assert!(letter.header("dlq.error").is_some_and(|e| !e.is_empty()));
     }
-    let by_reason = |reason: &str| dead.iter().find(|r| r.header("dlq.reason") == Some(reason)).unwrap();
-    assert_eq!(by_reason("retries_exhausted").header("dlq.attempts"), Some("2"));
-    assert_eq!(by_reason("retries_exhausted").header("dlq.status"), Some("500"));
-    assert!(by_reason("retries_exhausted").header("dlq.first_attempt_at").is_some());
+    let by_reason = |reason: &str| {
+        dead.iter()
+            .find(|r| r.header("dlq.reason") == Some(reason))
+            .unwrap()
+    };
+    assert_eq!(
+        by_reason("retries_exhausted").header("dlq.attempts"),
+        Some("2")
+    );
+    assert_eq!(
+        by_reason("retries_exhausted").header("dlq.status"),
+        Some("500")
+    );
+    assert!(
+        by_reason("retries_exhausted")
+            .header("dlq.first_attempt_at")
+            .is_some()
+    );
     assert_eq!(by_reason("rejected").header("dlq.attempts"), Some("1"));
     assert_eq!(by_reason("rejected").header("dlq.status"), Some("410"));
-    assert_eq!(by_reason("unknown_tenant").header("dlq.attempts"), Some("0"));
-    assert_eq!(by_reason("unknown_tenant").header("dlq.first_attempt_at"), None);
+    assert_eq!(
+        by_reason("unknown_tenant").header("dlq.attempts"),
+        Some("0")
+    );
+    assert_eq!(
+        by_reason("unknown_tenant").header("dlq.first_attempt_at"),
+        None
+    );
 
     let received = receiver.wait_for(2 + 1 + 1, Duration::from_secs(30)).await;
-    assert!(received.iter().any(|r| r.header("webhook-id") == Some("after")));
+    assert!(
+        received
+            .iter()
+            .any(|r| r.header("webhook-id") == Some("after"))
+    );
     replica.stop().await;
 }
 
@@ -239,17 +367,24 @@ async fn a_second_replica_takes_over_without_loss_or_reordering() {
     let receiver = Receiver::ok().await;
     let tenants: Vec<TestTenant> = (0..8).map(|i| TestTenant::new(&format!("r{i}"))).collect();
     for tenant in &tenants {
-        tenant.register(&broker, &topics, &tenant.record(&receiver.url("/"))).await;
+        tenant
+            .register(&broker, &topics, &tenant.record(&receiver.url("/")))
+            .await;
     }
     let first = Replica::start(replica_config(&broker, &[]), &topics).await;
 
     let mut produced_by_partition: HashMap<i32, Vec<String>> = HashMap::new();
-    let mut produce = async |range: std::ops::Range<u32>, produced: &mut HashMap<i32, Vec<String>>| {
+    let produce = async |range: std::ops::Range<u32>, produced: &mut HashMap<i32, Vec<String>>| {
         for n in range {
             let tenant = &tenants[(n % 8) as usize];
             let id = format!("{}-{n}", tenant.id);
             let (p, _) = broker
-                .produce(&topics.events, Some(tenant.id.as_bytes()), Some(&event(&id, "x", serde_json::json!(n))), &[])
+                .produce(
+                    &topics.events,
+                    Some(tenant.id.as_bytes()),
+                    Some(&event(&id, "x", serde_json::json!(n))),
+                    &[],
+                )
                 .await;
             produced.entry(p).or_default().push(id);
         }
@@ -269,9 +404,16 @@ async fn a_second_replica_takes_over_without_loss_or_reordering() {
     assert_eq!(arrival.len(), 300, "every event delivered at least once");
     for (partition, produced) in &produced_by_partition {
         let arrived: Vec<&String> = arrival.iter().filter(|id| produced.contains(id)).collect();
-        assert_eq!(arrived, produced.iter().collect::<Vec<_>>(), "partition {partition} reordered");
+        assert_eq!(
+            arrived,
+            produced.iter().collect::<Vec<_>>(),
+            "partition {partition} reordered"
+        );
     }
-    assert!(second.state.partitions_assigned() >= 2, "the second replica took partitions");
+    assert!(
+        second.state.partitions_assigned() >= 2,
+        "the second replica took partitions"
+    );
     assert_eq!(second.state.partitions_lost(), 0);
     second.stop().await;
 }
@@ -290,7 +432,9 @@ async fn a_backoff_longer_than_max_poll_interval_keeps_the_member_in_its_group()
     }))
     .await;
     let tenant = TestTenant::new("patient");
-    tenant.register(&broker, &topics, &tenant.record(&receiver.url("/"))).await;
+    tenant
+        .register(&broker, &topics, &tenant.record(&receiver.url("/")))
+        .await;
     // Each backoff (8 s) outlasts max.poll.interval.ms (7 s).
     let config = replica_config(
         &broker,
@@ -303,13 +447,20 @@ async fn a_backoff_longer_than_max_poll_interval_keeps_the_member_in_its_group()
     );
     let replica = Replica::start(config, &topics).await;
     broker
-        .produce(&topics.events, Some(b"patient"), Some(&event("slow", "x", serde_json::json!(1))), &[])
+        .produce(
+            &topics.events,
+            Some(b"patient"),
+            Some(&event("slow", "x", serde_json::json!(1))),
+            &[],
+        )
         .await;
-    let received = receiver
-        .wait_for(3, Duration::from_secs(40))
-        .await;
+    let received = receiver.wait_for(3, Duration::from_secs(40)).await;
     assert!(received.len() >= 3, "delivered after two long backoffs");
-    assert_eq!(replica.state.partitions_lost(), 0, "the member was thrown out of its group");
+    assert_eq!(
+        replica.state.partitions_lost(),
+        0,
+        "the member was thrown out of its group"
+    );
     assert_eq!(replica.state.partitions_revoked(), 0);
     assert_eq!(replica.state.partitions_assigned(), 1);
     replica.stop().await;
@@ -321,27 +472,45 @@ async fn after_a_graceful_restart_nothing_acknowledged_is_delivered_again() {
     let topics = create_topics(&broker, 2).await;
     let receiver = Receiver::ok().await;
     let tenant = TestTenant::new("steady");
-    tenant.register(&broker, &topics, &tenant.record(&receiver.url("/"))).await;
+    tenant
+        .register(&broker, &topics, &tenant.record(&receiver.url("/")))
+        .await;
 
     let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
     for n in 0..30 {
         broker
-            .produce(&topics.events, Some(b"steady"), Some(&event(&format!("a-{n}"), "x", serde_json::json!(n))), &[])
+            .produce(
+                &topics.events,
+                Some(b"steady"),
+                Some(&event(&format!("a-{n}"), "x", serde_json::json!(n))),
+                &[],
+            )
             .await;
     }
-    assert_eq!(receiver.wait_for(30, Duration::from_secs(30)).await.len(), 30);
+    assert_eq!(
+        receiver.wait_for(30, Duration::from_secs(30)).await.len(),
+        30
+    );
     replica.stop().await;
 
     let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
     for n in 0..10 {
         broker
-            .produce(&topics.events, Some(b"steady"), Some(&event(&format!("b-{n}"), "x", serde_json::json!(n))), &[])
+            .produce(
+                &topics.events,
+                Some(b"steady"),
+                Some(&event(&format!("b-{n}"), "x", serde_json::json!(n))),
+                &[],
+            )
             .await;
     }
     let received = receiver.wait_for(40, Duration::from_secs(30)).await;
     // Give a wrongly repeated delivery time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let received = receiver.received().len().max(received.len());
-    assert_eq!(received, 40, "deliveries acknowledged before the restart came again");
+    assert_eq!(
+        received, 40,
+        "deliveries acknowledged before the restart came again"
+    );
     replica.stop().await;
 }

@@ -5,6 +5,8 @@
 mod support;
 
 mod cli;
-mod kafka_roundtrip;
 mod delivery;
+mod kafka_roundtrip;
+mod process;
+mod setup_topics;
 mod tenants;

@@ -33,11 +33,11 @@ fn record(url: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn tenants_topic(broker: &Broker, configs: &[(&str, &str)]) -> String {
+async fn tenants_topic(broker: &Broker, partitions: i32, configs: &[(&str, &str)]) -> String {
     let topic = broker.name("tenants");
     let mut all = vec![("cleanup.policy", "compact")];
     all.extend_from_slice(configs);
-    broker.create_topic(&topic, 3, &all).await;
+    broker.create_topic(&topic, partitions, &all).await;
     topic
 }
 
@@ -71,7 +71,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_ten_thousand_tenants_then_follows_updates_and_tombstones() {
     let broker = Broker::new("tenants-restore");
-    let topic = tenants_topic(&broker, &[]).await;
+    let topic = tenants_topic(&broker, 3, &[]).await;
     let value = record("https://hooks.example.com/a");
     let sends: Vec<_> = (0..10_000)
         .map(|i| {
@@ -79,7 +79,11 @@ async fn restores_ten_thousand_tenants_then_follows_updates_and_tombstones() {
             let broker = &broker;
             let topic = &topic;
             let value = &value;
-            async move { broker.produce(topic, Some(key.as_bytes()), Some(value), &[]).await }
+            async move {
+                broker
+                    .produce(topic, Some(key.as_bytes()), Some(value), &[])
+                    .await
+            }
         })
         .collect();
     futures::future::join_all(sends).await;
@@ -90,16 +94,29 @@ async fn restores_ten_thousand_tenants_then_follows_updates_and_tombstones() {
     assert_eq!(table.stats().tenants, 9_999);
     assert_eq!(table.stats().invalid, 0);
     assert!(table.get("tenant-7").is_none());
-    assert_eq!(url_of(&table, "tenant-9999").as_deref(), Some("https://hooks.example.com/a"));
+    assert_eq!(
+        url_of(&table, "tenant-9999").as_deref(),
+        Some("https://hooks.example.com/a")
+    );
 
     let shutdown = CancellationToken::new();
     let follower = tokio::spawn(sync::follow(table.clone(), reader, shutdown.clone()));
     broker
-        .produce(&topic, Some(b"tenant-1"), Some(&record("https://hooks.example.com/new")), &[])
+        .produce(
+            &topic,
+            Some(b"tenant-1"),
+            Some(&record("https://hooks.example.com/new")),
+            &[],
+        )
         .await;
     broker.produce(&topic, Some(b"tenant-2"), None, &[]).await;
     broker
-        .produce(&topic, Some(b"brand-new"), Some(&record("https://new.example.com/")), &[])
+        .produce(
+            &topic,
+            Some(b"brand-new"),
+            Some(&record("https://new.example.com/")),
+            &[],
+        )
         .await;
     eventually("live updates", || {
         url_of(&table, "tenant-1").as_deref() == Some("https://hooks.example.com/new")
@@ -114,7 +131,7 @@ async fn restores_ten_thousand_tenants_then_follows_updates_and_tombstones() {
 #[tokio::test]
 async fn invalid_records_mark_the_tenant_invalid_and_crash_nothing() {
     let broker = Broker::new("tenants-invalid");
-    let topic = tenants_topic(&broker, &[]).await;
+    let topic = tenants_topic(&broker, 3, &[]).await;
     let small_key = include_str!("fixtures/rsa1024.pub.pem");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -144,20 +161,35 @@ async fn invalid_records_mark_the_tenant_invalid_and_crash_nothing() {
         ("not-json", b"{this is not json".to_vec(), "not a valid tenant record"),
     ];
     for (id, value, _) in &cases {
-        broker.produce(&topic, Some(id.as_bytes()), Some(value), &[]).await;
+        broker
+            .produce(&topic, Some(id.as_bytes()), Some(value), &[])
+            .await;
     }
-    broker.produce(&topic, Some(b"good"), Some(&record("https://good.example.com/")), &[]).await;
+    broker
+        .produce(
+            &topic,
+            Some(b"good"),
+            Some(&record("https://good.example.com/")),
+            &[],
+        )
+        .await;
 
     let (table, reader) = restored_table(&broker, &topic).await;
     for (id, _, field) in &cases {
         match table.get(id).as_deref() {
             Some(TenantEntry::Invalid { error }) => {
-                assert!(error.contains(field), "{id}: `{error}` does not name {field}")
+                assert!(
+                    error.contains(field),
+                    "{id}: `{error}` does not name {field}"
+                )
             }
             other => panic!("{id}: expected an invalid entry, got {other:?}"),
         }
     }
-    assert!(matches!(table.get("good").as_deref(), Some(TenantEntry::Valid(_))));
+    assert!(matches!(
+        table.get("good").as_deref(),
+        Some(TenantEntry::Valid(_))
+    ));
     let stats = table.stats();
     assert_eq!((stats.tenants, stats.invalid), (6, 5));
     assert_eq!(stats.invalid_records, 5);
@@ -166,10 +198,18 @@ async fn invalid_records_mark_the_tenant_invalid_and_crash_nothing() {
     let shutdown = CancellationToken::new();
     let follower = tokio::spawn(sync::follow(table.clone(), reader, shutdown.clone()));
     broker
-        .produce(&topic, Some(b"not-json"), Some(&record("https://healed.example.com/")), &[])
+        .produce(
+            &topic,
+            Some(b"not-json"),
+            Some(&record("https://healed.example.com/")),
+            &[],
+        )
         .await;
     eventually("the healed tenant", || {
-        matches!(table.get("not-json").as_deref(), Some(TenantEntry::Valid(_)))
+        matches!(
+            table.get("not-json").as_deref(),
+            Some(TenantEntry::Valid(_))
+        )
     })
     .await;
     shutdown.cancel();
@@ -181,8 +221,11 @@ async fn restore_is_correct_after_the_log_cleaner_compacted_the_topic() {
     let broker = Broker::new("tenants-compacted");
     // Tiny segments by time and an eager cleaner, so that compaction happens
     // within seconds.
+    // One partition: a segment rolls only when its own partition is
+    // written to, and the loop below rolls it by writing.
     let topic = tenants_topic(
         &broker,
+        1,
         &[
             ("segment.ms", "100"),
             ("min.cleanable.dirty.ratio", "0.001"),
@@ -198,7 +241,12 @@ async fn restore_is_correct_after_the_log_cleaner_compacted_the_topic() {
         for k in 0..keys {
             let url = format!("https://t{k}.example.com/v{version}");
             broker
-                .produce(&topic, Some(format!("t{k}").as_bytes()), Some(&record(&url)), &[])
+                .produce(
+                    &topic,
+                    Some(format!("t{k}").as_bytes()),
+                    Some(&record(&url)),
+                    &[],
+                )
                 .await;
             produced += 1;
         }
@@ -208,18 +256,29 @@ async fn restore_is_correct_after_the_log_cleaner_compacted_the_topic() {
     broker.produce(&topic, Some(b"t0"), None, &[]).await;
     produced += 1;
 
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         broker
-            .produce(&topic, Some(b"roll"), Some(&record("https://roll.example.com/")), &[])
+            .produce(
+                &topic,
+                Some(b"roll"),
+                Some(&record("https://roll.example.com/")),
+                &[],
+            )
             .await;
         produced += 1;
-        let present = broker.consume(&topic, produced, Duration::from_secs(3)).await.len();
+        let present = broker
+            .consume(&topic, produced, Duration::from_secs(3))
+            .await
+            .len();
         if present < produced - keys * (versions - 2) {
             break;
         }
-        assert!(Instant::now() < deadline, "the log cleaner did not compact {topic}");
+        assert!(
+            Instant::now() < deadline,
+            "the log cleaner did not compact {topic}"
+        );
     }
 
     let (table, _reader) = restored_table(&broker, &topic).await;

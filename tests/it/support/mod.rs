@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test uses its own subset of the helpers
 
 pub mod broker;
+pub mod process;
 pub mod receiver;
 pub mod replica;
 

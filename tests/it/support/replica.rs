@@ -33,7 +33,10 @@ pub async fn create_topics(broker: &Broker, partitions: i32) -> Topics {
 /// `SECTION__KEY` overrides.
 pub fn replica_config(broker: &Broker, extra: &[(&str, &str)]) -> Config {
     let mut env = vec![
-        ("KAFKA__BOOTSTRAP_SERVERS".to_string(), broker.bootstrap.clone()),
+        (
+            "KAFKA__BOOTSTRAP_SERVERS".to_string(),
+            broker.bootstrap.clone(),
+        ),
         ("KAFKA__GROUP_ID".to_string(), broker.name("group")),
         ("KAFKA__SESSION_TIMEOUT".to_string(), "6s".to_string()),
         ("KAFKA__DRAIN_TIMEOUT".to_string(), "3s".to_string()),
@@ -41,7 +44,10 @@ pub fn replica_config(broker: &Broker, extra: &[(&str, &str)]) -> Config {
         ("DELIVERY__MAX_BACKOFF".to_string(), "200ms".to_string()),
         ("DELIVERY__MAX_ATTEMPTS".to_string(), "4".to_string()),
         ("DELIVERY__TIMEOUT".to_string(), "5s".to_string()),
-        ("DELIVERY__ALLOW_PRIVATE_DESTINATIONS".to_string(), "true".to_string()),
+        (
+            "DELIVERY__ALLOW_PRIVATE_DESTINATIONS".to_string(),
+            "true".to_string(),
+        ),
     ];
     for (k, v) in extra {
         env.push((k.to_string(), v.to_string()));
@@ -130,7 +136,7 @@ impl TestTenant {
         serde_json::json!({
             "url": url,
             "public_key": self.key.public_key().to_spki_pem(),
-            "signing_secret": self.secret.to_whsec().expose_secret_str(),
+            "signing_secret": secrecy::ExposeSecret::expose_secret(&self.secret.to_whsec()),
         })
     }
 
@@ -161,4 +167,35 @@ impl TestTenant {
 fn shared_key() -> &'static PrivateKey {
     static KEY: std::sync::OnceLock<PrivateKey> = std::sync::OnceLock::new();
     KEY.get_or_init(|| PrivateKey::generate(2048).expect("key generation"))
+}
+
+/// Writes a topology file naming `topics`, for commands run as processes.
+pub fn write_topology(
+    dir: &std::path::Path,
+    topics: &Topics,
+    partitions: u32,
+) -> std::path::PathBuf {
+    let path = dir.join("topics.toml");
+    let text = format!(
+        "[events]\nname = \"{}\"\npartitions = {partitions}\n\n\
+         [tenants]\nname = \"{}\"\npartitions = 1\n[tenants.configs]\n\"cleanup.policy\" = \"compact\"\n\n\
+         [dlq]\nname = \"{}\"\npartitions = {partitions}\n",
+        topics.events, topics.tenants, topics.dlq
+    );
+    std::fs::write(&path, text).expect("write topology");
+    path
+}
+
+/// Topic names for a test whose topics a `hookline` process creates; they
+/// are deleted with the fixture.
+pub fn topic_names(broker: &Broker) -> Topics {
+    let topics = Topics {
+        events: broker.name("events"),
+        tenants: broker.name("tenants"),
+        dlq: broker.name("dlq"),
+    };
+    for name in [&topics.events, &topics.tenants, &topics.dlq] {
+        broker.adopt_topic(name);
+    }
+    topics
 }

@@ -1,0 +1,79 @@
+//! `hookline run`: one consumer-group replica.
+//!
+//! Before anything else it checks that the topics it needs are ready
+//! (it refuses to start when they are missing or wrong). Then it runs the
+//! replica until SIGTERM or SIGINT, drains, commits and exits 0; a second
+//! signal exits at once.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::delivery::runner::{self, ReplicaState, Topics};
+use crate::kafka::admin::Admin;
+use crate::topology::{Topology, verify_ready};
+
+/// Exit code of a second signal during the drain (128 + SIGINT, as shells
+/// report an interrupted program).
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
+    let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
+    let admin = Admin::new(&config.kafka)?;
+    let cluster = admin.describe(&topology.names()).await?;
+    if let Err(problems) = verify_ready(&topology, &cluster) {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        bail!(
+            "the topics are not ready: {}; run `hookline setup-topics` to create or fix them",
+            problems.join("; ")
+        );
+    }
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    runner::run(
+        &config,
+        &topics(&topology),
+        ReplicaState::default(),
+        shutdown,
+    )
+    .await
+    .context("the replica stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn topics(topology: &Topology) -> Topics {
+    Topics {
+        events: topology.events.name.clone(),
+        tenants: topology.tenants.name.clone(),
+        dlq: topology.dlq.name.clone(),
+    }
+}
+
+/// The first SIGTERM or SIGINT starts the drain; the second ends the
+/// process at once (offsets not yet committed are delivered again later).
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the replica with SIGKILL");
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            tracing::info!("shutdown requested; draining (signal again to exit at once)");
+            shutdown.cancel();
+        }
+    }
+    tracing::warn!("second signal; exiting without draining");
+    std::process::exit(i32::from(EXIT_INTERRUPTED));
+}

@@ -1,0 +1,57 @@
+//! Kafka clients. **The only module that imports rdkafka**: the rest of the
+//! crate sees hookline's own types, so it can be tested without a broker
+//! and the client library stays an implementation detail.
+//!
+//! - [`admin`]: observes and changes topics, for `setup-topics` and the
+//!   start-up check of `run`.
+//! - [`group`]: the events consumer: group membership, per-partition
+//!   queues, offsets stored only when told.
+//! - [`producer`]: writes that wait for the broker's acknowledgement.
+//! - [`table_reader`]: a compacted topic read whole, then followed.
+
+pub mod admin;
+pub mod group;
+pub mod producer;
+pub mod table_reader;
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// The librdkafka configuration every client starts from: the bootstrap
+/// servers and the pass-through properties (security, client id, ...).
+/// Each kind of client adds its own properties on top.
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in config.properties.iter() {
+        client.set(key, value);
+    }
+    // Config::validate refuses `bootstrap.servers` among the properties, so
+    // the configured servers are the only ones.
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    #[test]
+    fn client_config_carries_servers_and_properties() {
+        let env = [
+            (
+                "HOOKLINE__KAFKA__BOOTSTRAP_SERVERS".to_string(),
+                "k1:9092,k2:9092".to_string(),
+            ),
+            (
+                "HOOKLINE__KAFKA__PROPERTIES__CLIENT.ID".to_string(),
+                "hookline-test".to_string(),
+            ),
+        ];
+        let config = Config::load_from(None, env, &Overrides::default()).unwrap();
+        let client = client_config(&config.kafka);
+        assert_eq!(client.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
+        assert_eq!(client.get("client.id"), Some("hookline-test"));
+    }
+}

@@ -1,0 +1,257 @@
+//! The real binary: commands end to end, and a replica killed with SIGKILL
+//! mid-stream.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::process::Spawned;
+use crate::support::replica::{TestTenant, topic_names, write_topology};
+use crate::support::{Broker, Receiver, hookline};
+
+/// A `hookline` command for this test: its topology, its group, loopback
+/// destinations allowed, quick retries.
+fn command(broker: &Broker, topology: &std::path::Path) -> Command {
+    let mut command = hookline(&broker.bootstrap);
+    command
+        .env("HOOKLINE__TOPOLOGY", topology)
+        .env("HOOKLINE__KAFKA__GROUP_ID", broker.name("group"))
+        .env("HOOKLINE__KAFKA__SESSION_TIMEOUT", "6s")
+        .env("HOOKLINE__KAFKA__DRAIN_TIMEOUT", "3s")
+        .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("HOOKLINE__DELIVERY__INITIAL_BACKOFF", "50ms")
+        .env("HOOKLINE__DELIVERY__MAX_BACKOFF", "200ms")
+        .env("HOOKLINE__TELEMETRY__LISTEN", "127.0.0.1:0");
+    command
+}
+
+fn output(mut command: Command, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = command.args(args).output().expect("run hookline");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_commands_round_trip_with_a_keygen_key() {
+    let broker = Broker::new("tenants-cli");
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topic_names(&broker);
+    let topology = write_topology(dir.path(), &topics, 1);
+    let (code, _, stderr) = output(command(&broker, &topology), &["setup-topics"]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let keys = dir.path().join("keys");
+    let (code, stdout, stderr) = output(
+        command(&broker, &topology),
+        &["keygen", "--out", keys.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let public = keys.join("public.pem");
+    assert!(public.is_file(), "{stdout}");
+
+    let (code, stdout, stderr) = output(
+        command(&broker, &topology),
+        &[
+            "tenants",
+            "put",
+            "acme",
+            "--url",
+            "https://hooks.acme.example/in",
+            "--public-key",
+            public.to_str().unwrap(),
+            "--events",
+            "order.*,invoice.paid",
+            "--generate-secret",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("tenant acme written"), "{stdout}");
+    let secret = stdout
+        .lines()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("whsec_")))
+        .expect("the generated secret is printed once");
+
+    let (code, stdout, stderr) = output(command(&broker, &topology), &["tenants", "get", "acme"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(record["url"], "https://hooks.acme.example/in");
+    assert_eq!(
+        record["events"],
+        serde_json::json!(["order.*", "invoice.paid"])
+    );
+    assert_eq!(record["status"], "enabled");
+    assert_eq!(record["key_bits"], 2048);
+    assert!(!stdout.contains(secret), "get must not print the secret");
+
+    let (code, stdout, _) = output(command(&broker, &topology), &["tenants", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("acme") && l.contains("enabled")),
+        "{stdout}"
+    );
+    let (_, stdout, _) = output(command(&broker, &topology), &["tenants", "list", "--json"]);
+    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["id"], "acme");
+
+    // Bad input: one line naming the problem, exit 1, nothing written.
+    let (code, _, stderr) = output(
+        command(&broker, &topology),
+        &[
+            "tenants",
+            "put",
+            "bad",
+            "--url",
+            "ftp://x.example",
+            "--public-key",
+            public.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("url"), "{stderr}");
+    let (code, _, stderr) = output(command(&broker, &topology), &["tenants", "get", "bad"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("does not exist"), "{stderr}");
+
+    let (code, stdout, stderr) =
+        output(command(&broker, &topology), &["tenants", "delete", "acme"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("deleted"));
+    let (code, _, stderr) = output(command(&broker, &topology), &["tenants", "get", "acme"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("tenant `acme` does not exist"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_stream_loses_nothing_and_keeps_ids_stable() {
+    let broker = Broker::new("kill9");
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topic_names(&broker);
+    let topology = write_topology(dir.path(), &topics, 3);
+    let (code, _, stderr) = output(command(&broker, &topology), &["setup-topics"]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let receiver = Receiver::ok().await;
+    let tenants: Vec<TestTenant> = (0..5).map(|i| TestTenant::new(&format!("k{i}"))).collect();
+    for tenant in &tenants {
+        tenant
+            .register(&broker, &topics, &tenant.record(&receiver.url("/")))
+            .await;
+    }
+
+    let mut replica = Spawned::start({
+        let mut c = command(&broker, &topology);
+        c.arg("run");
+        c
+    });
+    replica
+        .wait_for_log("replica started", Duration::from_secs(30))
+        .await;
+
+    // Half the events carry no id: theirs is derived from the record
+    // position, and must be just as stable across redeliveries.
+    let total = 2000u32;
+    for n in 0..total {
+        let tenant = &tenants[(n % 5) as usize];
+        let value = if n % 2 == 0 {
+            serde_json::json!({"id": format!("kill-{n}"), "type": "x", "data": n})
+        } else {
+            serde_json::json!({"type": "x", "data": n})
+        };
+        broker
+            .produce(
+                &topics.events,
+                Some(tenant.id.as_bytes()),
+                Some(&serde_json::to_vec(&value).unwrap()),
+                &[],
+            )
+            .await;
+    }
+    receiver.wait_for(300, Duration::from_secs(60)).await;
+    replica.signal("KILL");
+    replica.wait(Duration::from_secs(10)).await;
+    let before_kill = receiver.received().len();
+
+    let _restarted = Spawned::start({
+        let mut c = command(&broker, &topology);
+        c.arg("run");
+        c
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let distinct = || -> HashSet<String> {
+        receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_string))
+            .collect()
+    };
+    while distinct().len() < total as usize && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ids = distinct();
+    assert_eq!(
+        ids.len(),
+        total as usize,
+        "events lost after kill -9 (had {before_kill} before)"
+    );
+    let received = receiver.received().len();
+    // Redeliveries are allowed (at-least-once) but each one repeats an id
+    // already counted above, so `ids` did not grow past `total`.
+    assert!(received >= total as usize);
+    let dead = broker.consume(&topics.dlq, 1, Duration::from_secs(2)).await;
+    assert!(dead.is_empty(), "nothing should be dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_produces_an_event_that_a_replica_delivers() {
+    let broker = Broker::new("send");
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topic_names(&broker);
+    let topology = write_topology(dir.path(), &topics, 2);
+    let (code, _, stderr) = output(command(&broker, &topology), &["setup-topics"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let receiver = Receiver::ok().await;
+    let tenant = TestTenant::new("sender");
+    tenant
+        .register(&broker, &topics, &tenant.record(&receiver.url("/hook")))
+        .await;
+
+    let (code, stdout, stderr) = output(
+        command(&broker, &topology),
+        &[
+            "send",
+            "sender",
+            "--type",
+            "order.created",
+            "--data",
+            r#"{"order":42}"#,
+            "--id",
+            "evt_1",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("event sent"), "{stdout}");
+    let (code, _, stderr) = output(
+        command(&broker, &topology),
+        &["send", "sender", "--type", "x", "--data", "{not json"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--data is not JSON"), "{stderr}");
+
+    let _replica = Spawned::start({
+        let mut c = command(&broker, &topology);
+        c.arg("run");
+        c
+    });
+    let received = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(received.len(), 1);
+    let delivery = tenant.open(&received[0]);
+    assert_eq!(delivery.webhook_id, "evt_1");
+    assert_eq!(delivery.event_type, "order.created");
+    assert_eq!(delivery.data, serde_json::json!({"order": 42}));
+}
