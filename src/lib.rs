@@ -12,7 +12,10 @@
 //!   configuration and flags into running components.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
-//! - [`events`]: decoding Kafka records into one [`events::Event`] type.
+//! - [`events`]: decoding Kafka records (JSON, or Avro through the schema
+//!   registry) into one [`events::Event`] type.
+//! - [`schema_registry`]: the Confluent-compatible schema registry client:
+//!   Avro writer schemas by id, and registering the event schema.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //! - [`tenants`]: tenant configuration, starting with event-type patterns.
 //!
@@ -24,5 +27,6 @@ pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod events;
+pub mod schema_registry;
 pub mod telemetry;
 pub mod tenants;
