@@ -225,6 +225,10 @@ launch() {
   # Start-up flags: serial GC and C1 only start a Quarkus app about twice as
   # fast on two cores, and a test registry never runs long enough for C2 to
   # pay off. Storage: Apicurio's SQL storage on an in-memory H2 database.
+  # Canonical hashing makes the Confluent API match schemas the way
+  # Confluent's registry does, by their parsed form rather than their exact
+  # text: a client that re-serialises or trims a schema (Python
+  # confluent-kafka strips it) still finds the registered one.
   # shellcheck disable=SC2016,SC2086 # inner script expands in the child; flag lists are meant to be split
   nohup setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PID_FILE" \
     "$JAVA" $APICURIO_HEAP_OPTS \
@@ -239,6 +243,7 @@ launch() {
     -Dapicurio.datasource.url="jdbc:h2:mem:registry" \
     -Dapicurio.storage.snapshot.location="$RUN_DIR/tmp" \
     -Dapicurio.import.work-dir="$RUN_DIR/tmp" \
+    -Dapicurio.ccompat.use-canonical-hash=true \
     $APICURIO_OPTS \
     -jar "$jar" \
     >>"$LOG_DIR/apicurio.out" 2>&1 </dev/null 9>&- &
