@@ -175,6 +175,12 @@ impl SchemaRegistry {
         subject: &str,
         schema: &str,
     ) -> Result<SchemaId, RegistryError> {
+        // Registries that match schemas by their exact text (Apicurio's
+        // default) would not find this one for a client that trims what it
+        // looks up, as Python confluent-kafka does; the text is registered
+        // trimmed, which changes nothing for registries that compare parsed
+        // schemas.
+        let schema = schema.trim();
         // Refuse locally what the registry would refuse with a vaguer message.
         Schema::parse_str(schema).map_err(|source| RegistryError::InvalidLocalSchema {
             subject: subject.to_owned(),
