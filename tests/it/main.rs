@@ -4,5 +4,6 @@
 
 mod support;
 
+mod avro;
 mod cli;
 mod kafka_roundtrip;
