@@ -88,6 +88,9 @@ pub enum RegistryError {
     Incompatible { subject: String, message: String },
     #[error("schema registry refused the schema for subject `{subject}` as invalid: {message}")]
     Rejected { subject: String, message: String },
+    /// Only inside [`super::SchemaRegistry::find_avro`], which turns it into `None`.
+    #[error("subject `{subject}` does not hold the schema")]
+    NotRegistered { subject: String },
 }
 
 impl RegistryError {
@@ -157,6 +160,11 @@ impl RegistryError {
                 subject: subject.to_owned(),
                 message: raw.message,
             },
+            (Lookup::Find { subject }, SUBJECT_NOT_FOUND | SCHEMA_NOT_FOUND, _) => {
+                RegistryError::NotRegistered {
+                    subject: subject.to_owned(),
+                }
+            }
             (Lookup::Register { subject }, 42200..=42299, _)
             | (Lookup::Register { subject }, _, Some(422)) => RegistryError::Rejected {
                 subject: subject.to_owned(),
@@ -184,6 +192,7 @@ impl fmt::Display for Lookup<'_> {
             Lookup::Register { subject } => {
                 write!(f, "the registration under subject `{subject}`")
             }
+            Lookup::Find { subject } => write!(f, "the lookup in subject `{subject}`"),
         }
     }
 }

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{
-    SrSettings, get_referenced_schema, get_schema_by_id, post_schema,
+    SrSettings, get_referenced_schema, get_schema_by_id, perform_sr_call, post_schema,
 };
 use schema_registry_converter::schema_registry_common::{
-    RegisteredReference, RegisteredSchema, SchemaType, SuppliedSchema,
+    RegisteredReference, RegisteredSchema, SchemaType, SrCall, SuppliedSchema,
 };
 use url::Url;
 
@@ -192,6 +192,44 @@ impl SchemaRegistry {
             .map_err(|e| RegistryError::classify(&self.url, Lookup::Register { subject }, e))?;
         Ok(registered.id)
     }
+
+    /// The id under which `subject` holds the Avro schema `schema`, or
+    /// `None` when the subject does not exist or does not hold it. Changes
+    /// nothing: for a `--check` or `--dry-run` that must not register.
+    pub async fn find_avro(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Option<SchemaId>, RegistryError> {
+        // The same text register_avro would send, so that registries that
+        // compare text find what it registered.
+        let body = serde_json::json!({ "schema": schema.trim(), "schemaType": "AVRO" }).to_string();
+        let lookup = Lookup::Find { subject };
+        match perform_sr_call(&self.settings, SrCall::PostForVersion(subject, &body)).await {
+            Ok(found) => found.id.map(Some).ok_or_else(|| RegistryError::Failed {
+                url: self.url.clone(),
+                request: lookup.to_string(),
+                status: None,
+                error_code: None,
+                message: "the answer has no schema id".to_owned(),
+            }),
+            Err(e) => match RegistryError::classify(&self.url, lookup, e) {
+                RegistryError::NotRegistered { .. } => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+}
+
+/// Whether `subject` already holds hookline's event schema, and under which
+/// id; see [`SchemaRegistry::find_avro`].
+pub async fn find_event_schema(
+    url: &Url,
+    subject: &str,
+) -> Result<Option<SchemaId>, RegistryError> {
+    SchemaRegistry::new(url)?
+        .find_avro(subject, EVENT_SCHEMA)
+        .await
 }
 
 /// Registers hookline's event schema ([`EVENT_SCHEMA`]) under `subject`
@@ -210,6 +248,7 @@ pub(crate) enum Lookup<'a> {
     SchemaId(SchemaId),
     Reference { subject: &'a str, version: u32 },
     Register { subject: &'a str },
+    Find { subject: &'a str },
 }
 
 #[cfg(test)]

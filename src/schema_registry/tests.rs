@@ -177,6 +177,32 @@ fn registration_conflicts_are_reported_as_incompatibility() {
 }
 
 #[test]
+fn lookups_of_an_absent_subject_or_schema_find_nothing() {
+    for (status, code) in [("404 Not Found", 40401), ("404 Not Found", 40403)] {
+        let e = RegistryError::classify(
+            URL,
+            Lookup::Find {
+                subject: "events-value",
+            },
+            status_error(status, code, "not found", false),
+        );
+        assert!(
+            matches!(e, RegistryError::NotRegistered { .. }),
+            "{code}: {e:?}"
+        );
+    }
+    // Anything else is an error, not "absent".
+    let e = RegistryError::classify(
+        URL,
+        Lookup::Find {
+            subject: "events-value",
+        },
+        status_error("503 Service Unavailable", 50301, "down", true),
+    );
+    assert!(e.is_transient(), "{e:?}");
+}
+
+#[test]
 fn http_status_is_read_from_the_client_error_text() {
     assert_eq!(
         http_status_of(

@@ -10,7 +10,8 @@ use std::time::Duration;
 use hookline::delivery::dlq::DlqReason;
 use hookline::events::{DecodeError, Event, EventDecoder, EventError, RecordParts};
 use hookline::schema_registry::{
-    EVENT_SCHEMA, RegistryError, SchemaRegistry, register_event_schema, value_subject,
+    EVENT_SCHEMA, RegistryError, SchemaRegistry, find_event_schema, register_event_schema,
+    value_subject,
 };
 use serde_json::json;
 
@@ -96,9 +97,21 @@ async fn avro_events_from_a_python_producer_decode_to_the_expected_events() {
     broker.create_topic(&topic, 1, &[]).await;
     let subject = value_subject(&topic);
 
+    // What setup-topics --check would ask: nothing is registered yet, and
+    // asking registers nothing.
+    for _ in 0..2 {
+        assert_eq!(
+            find_event_schema(&registry.url, &subject).await.unwrap(),
+            None
+        );
+    }
     let id = register_event_schema(&registry.url, &subject)
         .await
         .unwrap();
+    assert_eq!(
+        find_event_schema(&registry.url, &subject).await.unwrap(),
+        Some(id)
+    );
     // Idempotent: the same schema again is the same id, not a new version.
     assert_eq!(
         register_event_schema(&registry.url, &subject)
