@@ -5,6 +5,7 @@ SHELL := bash
 
 CARGO ?= cargo
 KAFKA := testcontainers/kafka.sh
+APICURIO := testcontainers/apicurio.sh
 
 .PHONY: help
 help: ## List the targets
@@ -24,20 +25,23 @@ build: ## Build the hookline binary
 	$(CARGO) build
 
 .PHONY: up
-up: ## Start the local Kafka broker (reused when already running)
+up: ## Start the local Kafka broker and schema registry (reused when running)
 	bash $(KAFKA) up
+	bash $(APICURIO) up
 
 .PHONY: down
-down: ## Stop the local Kafka broker and remove its data
+down: ## Stop the local broker and schema registry and remove their data
+	bash $(APICURIO) down
 	bash $(KAFKA) down
 
 .PHONY: status
-status: ## Show whether the local Kafka broker runs
-	bash $(KAFKA) status
+status: ## Show whether the local broker and schema registry run
+	bash $(KAFKA) status; k=$$?; bash $(APICURIO) status; a=$$?; exit $$((k || a))
 
 .PHONY: test
-test: up ## Run unit and integration tests against the local broker
+test: up ## Run unit, integration and interoperability tests against the local services
 	$(CARGO) test --all-targets
+	bash tests/interop/run.sh
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors

@@ -14,10 +14,13 @@
 //! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
 //!   only module that imports crypto crates.
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
-//! - [`events`]: decoding Kafka records into one [`events::Event`] type.
+//! - [`events`]: decoding Kafka records (JSON, or Avro through the schema
+//!   registry) into one [`events::Event`] type.
 //! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
 //! - [`receiver`]: verify-then-decrypt of a webhook request, embeddable by
 //!   customers.
+//! - [`schema_registry`]: the Confluent-compatible schema registry client:
+//!   Avro writer schemas by id, and registering the event schema.
 //! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
 //! - [`tenants`]: tenant configuration, starting with event-type patterns.
 //! - [`topology`]: the topology file, the pure plan that reconciles a
@@ -34,6 +37,7 @@ pub mod delivery;
 pub mod events;
 pub mod kafka;
 pub mod receiver;
+pub mod schema_registry;
 pub mod telemetry;
 pub mod tenants;
 pub mod topology;

@@ -9,11 +9,12 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::cli::SetupTopicsArgs;
 use crate::config::Config;
 use crate::kafka::admin::Admin;
+use crate::schema_registry::{SchemaId, find_event_schema, register_event_schema, value_subject};
 use crate::topology::{Action, Counts, Plan, Topology};
 
 /// Exit code of `--check` when the cluster differs from the topology.
@@ -32,9 +33,14 @@ pub async fn setup_topics(args: SetupTopicsArgs, config: Config) -> Result<ExitC
     println!("Topology: {origin}; cluster: {}", admin.bootstrap());
     print!("{}", render_plan(&plan));
     let counts = plan.counts();
+    let schema = EventSchema::observe(&config, &topology).await?;
+    if let Some(schema) = &schema {
+        println!("{}", schema.describe());
+    }
+    let schema_missing = schema.as_ref().is_some_and(|s| s.registered.is_none());
 
     if args.check {
-        return Ok(if plan.differs() {
+        return Ok(if plan.differs() || schema_missing {
             println!(
                 "Differs from the topology: {}.",
                 describe_counts(&counts, Tense::Planned)
@@ -64,7 +70,7 @@ pub async fn setup_topics(args: SetupTopicsArgs, config: Config) -> Result<ExitC
         );
     }
 
-    if !plan.has_changes() {
+    if !plan.has_changes() && !schema_missing {
         println!("{}", in_sync_line(&counts));
         return Ok(ExitCode::SUCCESS);
     }
@@ -76,10 +82,59 @@ pub async fn setup_topics(args: SetupTopicsArgs, config: Config) -> Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
 
-    apply(&admin, &topology, &plan).await?;
-    await_convergence(&admin, &topology).await?;
-    println!("Applied: {}.", describe_counts(&counts, Tense::Done));
+    if plan.has_changes() {
+        apply(&admin, &topology, &plan).await?;
+        await_convergence(&admin, &topology).await?;
+        println!("Applied: {}.", describe_counts(&counts, Tense::Done));
+    }
+    if let Some(schema) = schema.filter(|s| s.registered.is_none()) {
+        let id = schema.register().await?;
+        println!(
+            "Registered the event schema under `{}` (id {id}).",
+            schema.subject
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The event schema in the schema registry, when one is configured: Avro
+/// producers serialise against it under `<events topic>-value`.
+struct EventSchema {
+    url: url::Url,
+    subject: String,
+    registered: Option<SchemaId>,
+}
+
+impl EventSchema {
+    async fn observe(config: &Config, topology: &Topology) -> Result<Option<Self>> {
+        let Some(registry) = &config.schema_registry else {
+            return Ok(None);
+        };
+        let subject = value_subject(&topology.events.name);
+        let registered = find_event_schema(&registry.url, &subject)
+            .await
+            .with_context(|| format!("looking up the event schema under `{subject}`"))?;
+        Ok(Some(Self {
+            url: registry.url.clone(),
+            subject,
+            registered,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        match self.registered {
+            Some(id) => format!("Schema `{}`: registered (id {id}).", self.subject),
+            None => format!("Schema `{}`: to register.", self.subject),
+        }
+    }
+
+    /// Registers the schema; idempotent, and a change the subject's
+    /// compatibility rule refuses is an error with the registry's reason.
+    async fn register(&self) -> Result<SchemaId> {
+        register_event_schema(&self.url, &self.subject)
+            .await
+            .with_context(|| format!("registering the event schema under `{}`", self.subject))
+    }
 }
 
 /// Carries out the plan's changes, topic by topic, stopping at the first

@@ -363,10 +363,10 @@ fn unwrap_content_key(key: &PrivateKey, encrypted_key: &[u8]) -> Zeroizing<[u8; 
         &mut buffer[..oaep.min_output_size()],
         None,
     );
-    if let Ok(unwrapped) = unwrapped {
-        if unwrapped.len() == CEK_LEN {
-            cek.copy_from_slice(unwrapped);
-        }
+    if let Ok(unwrapped) = unwrapped
+        && unwrapped.len() == CEK_LEN
+    {
+        cek.copy_from_slice(unwrapped);
     }
     cek
 }

@@ -86,6 +86,8 @@ pub enum RunError {
     Group(#[from] crate::kafka::group::GroupError),
     #[error(transparent)]
     Producer(#[from] crate::kafka::producer::ProduceError),
+    #[error(transparent)]
+    SchemaRegistry(#[from] crate::schema_registry::RegistryError),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
 }
@@ -130,7 +132,7 @@ pub async fn run(
         )
         .map_err(RunError::Http)?,
         policy: RetryPolicy::from_config(&config.delivery),
-        decoder: EventDecoder::default(),
+        decoder: EventDecoder::new(config.schema_registry.as_ref())?,
         dead_letters: DeadLetterWriter::new(producer, &topics.dlq),
         max_payload_bytes: config.delivery.max_payload_bytes,
     });

@@ -118,12 +118,12 @@ impl Pipeline {
             partition: record.partition,
             offset: record.offset,
         };
-        let event = match self.decoder.decode(&parts, self.max_payload_bytes) {
+        let event = match self.decode(&parts, handle, stop, abort).await? {
             Ok(event) => event,
-            Err(e) => {
+            Err((reason, error)) => {
                 let mut letter = DeadLetter::new(
-                    e.dlq_reason(),
-                    e.to_string(),
+                    reason,
+                    error,
                     &record.topic,
                     record.partition,
                     record.offset,
@@ -269,6 +269,52 @@ impl Pipeline {
                     }
                 }
             }
+        }
+    }
+
+    /// Decodes a record. A schema registry that cannot be asked is not the
+    /// record's fault: the partition waits (paused) and tries again, so a
+    /// good event is never dead-lettered because the registry blinked.
+    async fn decode(
+        &self,
+        parts: &RecordParts<'_>,
+        handle: &PartitionHandle,
+        stop: &CancellationToken,
+        abort: &CancellationToken,
+    ) -> Result<Result<Event, (DlqReason, String)>, Abandoned> {
+        let mut waits = 0u32;
+        let result = loop {
+            match self
+                .decoder
+                .decode_async(parts, self.max_payload_bytes)
+                .await
+            {
+                Ok(event) => break Ok(event),
+                Err(e) => match e.dlq_reason() {
+                    Some(reason) => break Err(Some((reason, e.to_string()))),
+                    None => {
+                        if waits == 0 {
+                            handle.pause();
+                        }
+                        waits += 1;
+                        let delay = self.policy.backoff(waits, random_jitter());
+                        tracing::warn!(error = %e, retry_in = ?delay, "waiting for the schema registry");
+                        tokio::select! {
+                            _ = stop.cancelled() => break Err(None),
+                            _ = abort.cancelled() => break Err(None),
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                },
+            }
+        };
+        if waits > 0 {
+            handle.resume();
+        }
+        match result {
+            Ok(event) => Ok(Ok(event)),
+            Err(Some(letter)) => Ok(Err(letter)),
+            Err(None) => Err(Abandoned),
         }
     }
 

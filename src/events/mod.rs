@@ -7,10 +7,18 @@
 //! the value's size (before any parsing, so an oversized value costs
 //! nothing), the key, the value's wire format, then the JSON document.
 //!
+//! Avro values (Confluent wire format) need their writer schema from the
+//! schema registry, which is I/O: [`EventDecoder::decode_async`] fetches it
+//! (once per schema id) and then decodes. Its error, [`DecodeError`],
+//! separates what is wrong with the record (dead-letter it) from a registry
+//! that could not be asked (wait and retry the same record), so that a good
+//! event is never dead-lettered because the registry blinked.
+//!
 //! Tenant isolation: only the record key selects the tenant. An event may
 //! repeat its tenant in a `tenant` field, but one naming another tenant is
 //! refused rather than believed.
 
+mod avro;
 mod id;
 mod json;
 
@@ -22,8 +30,11 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::config::SchemaRegistryConfig;
 use crate::delivery::dlq::{DlqReason, format_rfc3339_millis};
+use crate::schema_registry::{RegistryError, SchemaRegistry};
 
+pub use avro::{AvroDecoder, AvroJsonError};
 pub use id::{MAX_PRODUCER_ID_BYTES, derived_id, webhook_id};
 pub use json::MAX_NESTING_DEPTH;
 
@@ -61,6 +72,38 @@ pub enum EventError {
         "value is in the Confluent wire format (schema id {schema_id}) but no schema registry is configured"
     )]
     SchemaRegistryRequired { schema_id: u32 },
+    #[error("schema id {schema_id} cannot decode events")]
+    Schema {
+        schema_id: u32,
+        /// Boxed: a registry error is large, and this enum travels by value
+        /// on the hot path of every JSON event.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error(
+        "schema id {schema_id} is recursive; its values could nest without bound, so hookline does not decode them"
+    )]
+    RecursiveSchema { schema_id: u32 },
+    /// Only from [`EventDecoder::decode`], which cannot fetch schemas: a
+    /// caller that reads Avro uses [`EventDecoder::decode_async`].
+    #[error("schema id {schema_id} has not been fetched from the schema registry")]
+    SchemaNotLoaded { schema_id: u32 },
+    #[error("value is not valid Avro for schema id {schema_id}")]
+    Avro {
+        schema_id: u32,
+        #[source]
+        source: apache_avro::Error,
+    },
+    #[error("value ends in the middle of its Avro datum (schema id {schema_id})")]
+    AvroTruncated { schema_id: u32 },
+    #[error("value has {count} bytes after the end of its Avro datum (schema id {schema_id})")]
+    AvroTrailingBytes { schema_id: u32, count: usize },
+    #[error("Avro value of schema id {schema_id} has no JSON event form")]
+    AvroToJson {
+        schema_id: u32,
+        #[source]
+        source: AvroJsonError,
+    },
     #[error("value is not UTF-8")]
     ValueNotUtf8(#[source] Utf8Error),
     #[error("value nests arrays and objects deeper than {MAX_NESTING_DEPTH} levels")]
@@ -87,6 +130,41 @@ impl EventError {
     }
 }
 
+/// Why [`EventDecoder::decode_async`] produced no event: either the record
+/// is not a deliverable event (dead-letter it), or the schema registry could
+/// not be asked about its schema (keep the record and try again later).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Invalid(#[from] EventError),
+    #[error(
+        "cannot fetch schema id {schema_id} from the schema registry; the record waits until it can"
+    )]
+    RegistryUnavailable {
+        schema_id: u32,
+        /// Boxed for the same reason as in [`EventError::Schema`].
+        #[source]
+        source: Box<RegistryError>,
+    },
+}
+
+impl DecodeError {
+    /// Whether the same record may decode later: the registry could not be
+    /// asked. The caller must neither dead-letter nor skip the record.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DecodeError::RegistryUnavailable { .. })
+    }
+
+    /// The `dlq.reason` of a record that failed this way, or `None` when it
+    /// must not be dead-lettered.
+    pub fn dlq_reason(&self) -> Option<DlqReason> {
+        match self {
+            DecodeError::Invalid(e) => Some(e.dlq_reason()),
+            DecodeError::RegistryUnavailable { .. } => None,
+        }
+    }
+}
+
 /// How a record value is encoded, told by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireFormat {
@@ -96,6 +174,9 @@ pub enum WireFormat {
     /// then the Avro body.
     ConfluentAvro { schema_id: u32 },
 }
+
+/// Magic byte plus the 4-byte schema id.
+const CONFLUENT_HEADER_BYTES: usize = 5;
 
 impl WireFormat {
     pub fn of(value: &[u8]) -> Self {
@@ -112,19 +193,66 @@ impl WireFormat {
 /// same JSON shape (DESIGN §5) and then read by one code path, so the rules
 /// on fields, ids and timestamps cannot drift between formats.
 ///
-/// Only JSON exists today. Avro support adds a variant that holds the
-/// schemas fetched from the registry (the fetch itself being I/O that
-/// happens before decoding) and converts Confluent-framed values to JSON
-/// text in its `json_document` step.
+/// JSON values are borrowed as they are; Avro values are converted to a JSON
+/// document in the `json_document` step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum EventDecoder {
     /// Values are JSON; Confluent-framed values are refused.
     #[default]
     Json,
+    /// Confluent-framed values are Avro, decoded with writer schemas from
+    /// the schema registry; every other value is JSON.
+    Avro(AvroDecoder),
 }
 
 impl EventDecoder {
-    /// Decodes one record. `max_payload_bytes` is `delivery.max_payload_bytes`.
+    /// The decoder the configuration asks for: Avro-capable when
+    /// `schema_registry` is set, JSON only otherwise.
+    pub fn new(schema_registry: Option<&SchemaRegistryConfig>) -> Result<Self, RegistryError> {
+        match schema_registry {
+            Some(config) => Ok(EventDecoder::Avro(AvroDecoder::new(SchemaRegistry::new(
+                &config.url,
+            )?))),
+            None => Ok(EventDecoder::Json),
+        }
+    }
+
+    /// Decodes one record, fetching its Avro writer schema from the registry
+    /// first when it is Confluent-framed and the schema is not cached yet.
+    /// For JSON values, and for Avro values whose schema is cached, this
+    /// does no I/O and completes at once.
+    ///
+    /// `Err(DecodeError::RegistryUnavailable)` means "not now": the record
+    /// stays where it is and is decoded again later (after a backoff).
+    /// `Err(DecodeError::Invalid)` is final: dead-letter the record.
+    pub async fn decode_async(
+        &self,
+        record: &RecordParts<'_>,
+        max_payload_bytes: usize,
+    ) -> Result<Event, DecodeError> {
+        if let EventDecoder::Avro(avro) = self {
+            // The registry is asked only for a record that passes the cheap
+            // checks, so an oversized or keyless record costs no request.
+            let needs_schema = match record.value.map(|value| (value, WireFormat::of(value))) {
+                Some((value, WireFormat::ConfluentAvro { schema_id })) => {
+                    (value.len() <= max_payload_bytes && tenant_of_key(record.key).is_ok())
+                        .then_some(schema_id)
+                }
+                _ => None,
+            };
+            if let Some(schema_id) = needs_schema {
+                avro.load_schema(schema_id).await?;
+            }
+        }
+        Ok(self.decode(record, max_payload_bytes)?)
+    }
+
+    /// Decodes one record without I/O. `max_payload_bytes` is
+    /// `delivery.max_payload_bytes`.
+    ///
+    /// An Avro value decodes only when its schema is cached; otherwise this
+    /// is [`EventError::SchemaNotLoaded`]. Callers that may see Avro use
+    /// [`EventDecoder::decode_async`], which never returns that error.
     pub fn decode(
         &self,
         record: &RecordParts<'_>,
@@ -152,6 +280,11 @@ impl EventDecoder {
             (EventDecoder::Json, WireFormat::ConfluentAvro { schema_id }) => {
                 Err(EventError::SchemaRegistryRequired { schema_id })
             }
+            (EventDecoder::Avro(_), WireFormat::Json) => Ok(Cow::Borrowed(value)),
+            (EventDecoder::Avro(avro), WireFormat::ConfluentAvro { schema_id }) => avro
+                // WireFormat::of saw the whole header, so the slice is in bounds.
+                .json_document(schema_id, &value[CONFLUENT_HEADER_BYTES..])
+                .map(Cow::Owned),
         }
     }
 }

@@ -41,7 +41,7 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            if n % 5 == 0 && failed_once.lock().unwrap().insert(id) {
+            if n.is_multiple_of(5) && failed_once.lock().unwrap().insert(id) {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK

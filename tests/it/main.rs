@@ -4,6 +4,7 @@
 
 mod support;
 
+mod avro;
 mod cli;
 mod delivery;
 mod kafka_roundtrip;

@@ -1,11 +1,13 @@
 //! Shared fixtures: a per-test view of the broker, a recording HTTP
-//! receiver, and a handle on the `hookline` binary.
+//! receiver, the schema registry and an Avro producer, and a handle on the
+//! `hookline` binary.
 
 #![allow(dead_code)] // each test uses its own subset of the helpers
 
 pub mod broker;
 pub mod process;
 pub mod receiver;
+pub mod registry;
 pub mod replica;
 
 use std::path::PathBuf;
