@@ -5,6 +5,7 @@
 mod support;
 
 mod avro;
+mod avro_delivery;
 mod cli;
 mod delivery;
 mod kafka_roundtrip;

@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod process;
+pub mod proxy;
 pub mod receiver;
 pub mod registry;
 pub mod replica;
