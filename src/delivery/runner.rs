@@ -198,8 +198,9 @@ pub async fn run(
     if let Err(e) = consumer.commit_stored() {
         tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
     }
-    // Leaving the group from a blocking thread: unsubscribing waits for the
-    // revocation that librdkafka runs on the polling thread.
+    // Nobody answers revocations any more: the final one, run while the
+    // consumer closes, must not wait for a drain that already happened.
+    drop(events);
     let _ = tokio::task::spawn_blocking(move || consumer.close()).await;
     let _ = follower.await;
     tracing::info!("stopped");

@@ -254,13 +254,12 @@ impl GroupConsumer {
         }
     }
 
-    /// Leaves the group: revokes every partition (through the usual
-    /// callback) and stops polling.
+    /// Leaves the group. Polling stops first; dropping the last reference
+    /// to the consumer then closes it, which runs the final revocation in
+    /// this thread and sends the group a leave request, so the partitions
+    /// move to the other members at once instead of after the session
+    /// timeout. Blocks: call it from a blocking thread.
     pub fn close(mut self) {
-        self.consumer.unsubscribe();
-        // Poll until the revocation has run; librdkafka completes it on the
-        // main queue.
-        std::thread::sleep(Duration::from_millis(100));
         self.stop_polling.cancel();
         if let Some(poller) = self.poller.take() {
             let _ = poller.join();
