@@ -5,13 +5,17 @@
 
 use std::time::Duration;
 
-use hookline::schema_registry::{EVENT_SCHEMA, register_event_schema, value_subject};
+use hookline::schema_registry::{
+    EVENT_SCHEMA, find_event_schema, register_event_schema, value_subject,
+};
 use serde_json::json;
 
 use crate::support::proxy::Proxy;
 use crate::support::registry::{Registry, produce_avro};
-use crate::support::replica::{Replica, TestTenant, create_topics, replica_config};
-use crate::support::{Broker, Receiver};
+use crate::support::replica::{
+    Replica, TestTenant, create_topics, replica_config, topic_names, write_topology,
+};
+use crate::support::{Broker, Receiver, hookline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_events_are_delivered_as_the_same_json_and_corrupt_ones_dead_lettered() {
@@ -148,4 +152,50 @@ async fn a_registry_outage_holds_deliveries_back_and_dead_letters_nothing() {
             .is_empty()
     );
     replica.stop().await;
+}
+
+#[tokio::test]
+async fn setup_topics_registers_the_event_schema_once() {
+    let registry = Registry::shared();
+    let broker = Broker::new("avro-setup");
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topic_names(&broker);
+    let topology = write_topology(dir.path(), &topics, 1);
+    let run = |args: &[&str]| {
+        let out = hookline(&broker.bootstrap)
+            .env("HOOKLINE__TOPOLOGY", &topology)
+            .env("HOOKLINE__SCHEMA_REGISTRY__URL", registry.url.as_str())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let subject = value_subject(&topics.events);
+
+    let (code, stdout) = run(&["setup-topics", "--check"]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Schema `{subject}`: to register")),
+        "{stdout}"
+    );
+
+    let (code, stdout) = run(&["setup-topics"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("Registered the event schema"), "{stdout}");
+    let id = find_event_schema(&registry.url, &subject)
+        .await
+        .unwrap()
+        .expect("registered");
+
+    let (code, stdout) = run(&["setup-topics"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("registered (id {id})")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Registered the event schema"), "{stdout}");
+    assert_eq!(run(&["setup-topics", "--check"]).0, Some(0));
 }
