@@ -11,4 +11,5 @@ mod delivery;
 mod kafka_roundtrip;
 mod process;
 mod setup_topics;
+mod soak;
 mod tenants;

@@ -50,6 +50,12 @@ impl Broker {
     /// A fresh fixture; `test` becomes part of every name it hands out so
     /// that leftovers on the broker say which test made them.
     pub fn new(test: &str) -> Self {
+        Self::at(test, bootstrap())
+    }
+
+    /// A fixture on a broker of the test's own (the soak run restarts its
+    /// broker, which the shared one must never be).
+    pub fn at(test: &str, bootstrap: String) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let suffix = format!(
             "{test}-{}-{}-{}",
@@ -57,7 +63,6 @@ impl Broker {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             rand_suffix()
         );
-        let bootstrap = bootstrap();
         let admin = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .create()

@@ -1,0 +1,374 @@
+//! Chaos: several replicas of the real binary deliver to receivers that fail
+//! at random or hang, while replicas are killed with SIGKILL, one is frozen
+//! past its session timeout, and the broker restarts. At the end every
+//! produced event must have been delivered at least once or dead-lettered,
+//! and per tenant the first deliveries must follow the produced order.
+//!
+//! Inside `make test` this runs a short version; `make soak` runs the full
+//! one (`HOOKLINE_SOAK=full`). It runs its own broker (port
+//! `HOOKLINE_SOAK_KAFKA_PORT`, default 9392), since it restarts it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+
+use crate::support::process::Spawned;
+use crate::support::replica::{topic_names, write_topology};
+use crate::support::{Broker, hookline};
+
+struct Size {
+    replicas: usize,
+    tenants: usize,
+    events: usize,
+    /// Production is spread over this long, so chaos hits a live stream.
+    produce_over: Duration,
+    /// Pause between two kills, drawn from this range (seconds).
+    kill_every: (u64, u64),
+    /// How long everything may take to be accounted for after production.
+    settle: Duration,
+}
+
+fn size() -> Size {
+    if std::env::var("HOOKLINE_SOAK").as_deref() == Ok("full") {
+        Size {
+            replicas: 3,
+            tenants: 50,
+            events: 50_000,
+            produce_over: Duration::from_secs(120),
+            kill_every: (10, 20),
+            settle: Duration::from_secs(180),
+        }
+    } else {
+        Size {
+            replicas: 3,
+            tenants: 10,
+            events: 3_000,
+            produce_over: Duration::from_secs(30),
+            kill_every: (8, 12),
+            settle: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A small deterministic generator: chaos that can be replayed from the
+/// printed seed.
+struct Rng(AtomicU64);
+
+impl Rng {
+    fn next(&self) -> u64 {
+        let mut x = self.0.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    fn below(&self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What the receivers saw: per tenant, the event sequence numbers in the
+/// order they were first answered with 2xx, and every 2xx answer.
+#[derive(Default)]
+struct Seen {
+    first: HashMap<String, Vec<u64>>,
+    delivered: HashSet<String>,
+    answers_2xx: u64,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    seen: Arc<Mutex<Seen>>,
+    rng: Arc<Rng>,
+}
+
+/// 20% of requests fail with 503; 2% hang past the delivery timeout and
+/// then fail; the rest succeed.
+async fn receive(
+    State(state): State<ReceiverState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> StatusCode {
+    let roll = state.rng.below(100);
+    if roll < 2 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if roll < 22 {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let seq: u64 = id.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    let mut seen = state.seen.lock().unwrap();
+    seen.answers_2xx += 1;
+    if seen.delivered.insert(id) {
+        seen.first.entry(tenant).or_default().push(seq);
+    }
+    StatusCode::OK
+}
+
+fn kafka_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testcontainers/kafka.sh")
+}
+
+fn kafka(action: &str, port: u16) {
+    let output = Command::new("bash")
+        .arg(kafka_script())
+        .arg(action)
+        .env("KAFKA_PORT", port.to_string())
+        .env("KAFKA_CONTROLLER_PORT", (port + 1).to_string())
+        .output()
+        .expect("run kafka.sh");
+    assert!(
+        output.status.success(),
+        "kafka.sh {action} on {port} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
+    let size = size();
+    let port: u16 = std::env::var("HOOKLINE_SOAK_KAFKA_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9392);
+    kafka("up", port);
+    let bootstrap = format!("127.0.0.1:{port}");
+    let broker = Broker::at("soak", bootstrap.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let topics = topic_names(&broker);
+    let topology = write_topology(dir.path(), &topics, 6);
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let rng = Arc::new(Rng(AtomicU64::new(seed)));
+    let seen: Arc<Mutex<Seen>> = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/t/{tenant}", axum::routing::post(receive))
+        .with_state(ReceiverState {
+            seen: seen.clone(),
+            rng: rng.clone(),
+        });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let command = |args: &[&str]| {
+        let mut command = hookline(&bootstrap);
+        command
+            .env("HOOKLINE__TOPOLOGY", &topology)
+            .env("HOOKLINE__KAFKA__GROUP_ID", broker.name("group"))
+            .env("HOOKLINE__KAFKA__SESSION_TIMEOUT", "6s")
+            .env("HOOKLINE__KAFKA__DRAIN_TIMEOUT", "3s")
+            .env("HOOKLINE__DELIVERY__TIMEOUT", "1s")
+            .env("HOOKLINE__DELIVERY__MAX_ATTEMPTS", "6")
+            .env("HOOKLINE__DELIVERY__INITIAL_BACKOFF", "100ms")
+            .env("HOOKLINE__DELIVERY__MAX_BACKOFF", "1s")
+            .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("HOOKLINE__TELEMETRY__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .args(args);
+        command
+    };
+    let status = command(&["setup-topics"]).output().unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+
+    let tenants: Vec<String> = (0..size.tenants).map(|i| format!("soak{i}")).collect();
+    let key = hookline::crypto::PrivateKey::generate(2048).unwrap();
+    for tenant in &tenants {
+        let record = serde_json::json!({
+            "url": format!("http://{receiver_addr}/t/{tenant}"),
+            "public_key": key.public_key().to_spki_pem(),
+        });
+        broker
+            .produce(
+                &topics.tenants,
+                Some(tenant.as_bytes()),
+                Some(&serde_json::to_vec(&record).unwrap()),
+                &[],
+            )
+            .await;
+    }
+
+    let start_replica = || Spawned::start(command(&["run"]));
+    let mut replicas: Vec<Spawned> = (0..size.replicas).map(|_| start_replica()).collect();
+    for replica in &replicas {
+        replica
+            .wait_for_log("replica started", Duration::from_secs(60))
+            .await;
+    }
+
+    // Produce at a steady pace in the background.
+    let produced_at = Instant::now();
+    let producer = {
+        let broker = Broker::at("soak-producer", broker.bootstrap.clone());
+        let topic = topics.events.clone();
+        let tenants = tenants.clone();
+        let events = size.events;
+        let pace = size.produce_over / events as u32;
+        tokio::spawn(async move {
+            let mut per_tenant: HashMap<String, Vec<u64>> = HashMap::new();
+            let batch = 50;
+            for chunk in (0..events).collect::<Vec<_>>().chunks(batch) {
+                let sends = chunk.iter().map(|&n| {
+                    let tenant = &tenants[n % tenants.len()];
+                    let value = serde_json::to_vec(&serde_json::json!({
+                        "id": format!("{tenant}-{n}"),
+                        "type": "soak",
+                        "data": {"n": n},
+                    }))
+                    .unwrap();
+                    let broker = &broker;
+                    let topic = &topic;
+                    async move {
+                        broker
+                            .produce(topic, Some(tenant.as_bytes()), Some(&value), &[])
+                            .await
+                    }
+                });
+                futures::future::join_all(sends).await;
+                for &n in chunk {
+                    per_tenant
+                        .entry(tenants[n % tenants.len()].clone())
+                        .or_default()
+                        .push(n as u64);
+                }
+                tokio::time::sleep(pace * batch as u32).await;
+            }
+            per_tenant
+        })
+    };
+
+    // Chaos while the stream runs.
+    let (mut kills, mut freezes, mut broker_restarts) = (0, 0, 0);
+    let chaos_until = produced_at + size.produce_over + Duration::from_secs(10);
+    let mut next_kill = Instant::now() + Duration::from_secs(size.kill_every.0);
+    let freeze_at = produced_at + size.produce_over / 4;
+    let restart_at = produced_at + size.produce_over / 2;
+    while Instant::now() < chaos_until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = Instant::now();
+        if freezes == 0 && now >= freeze_at {
+            let victim = rng.below(replicas.len() as u64) as usize;
+            replicas[victim].signal("STOP");
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            replicas[victim].signal("CONT");
+            freezes += 1;
+        } else if broker_restarts == 0 && now >= restart_at {
+            kafka("restart", port);
+            broker_restarts += 1;
+        } else if now >= next_kill {
+            let victim = rng.below(replicas.len() as u64) as usize;
+            replicas[victim].signal("KILL");
+            replicas[victim].wait(Duration::from_secs(10)).await;
+            replicas[victim] = start_replica();
+            kills += 1;
+            let (lo, hi) = size.kill_every;
+            next_kill = Instant::now() + Duration::from_secs(lo + rng.below(hi - lo + 1));
+        }
+    }
+    let produced = producer.await.unwrap();
+
+    // Everything must end delivered or dead-lettered.
+    let all: HashSet<String> = produced
+        .iter()
+        .flat_map(|(t, seqs)| seqs.iter().map(move |n| format!("{t}-{n}")))
+        .collect();
+    let deadline = Instant::now() + size.settle;
+    let (dead_ids, dlq_records) = loop {
+        let delivered = seen.lock().unwrap().delivered.clone();
+        let dlq = broker
+            .consume(&topics.dlq, all.len(), Duration::from_secs(3))
+            .await;
+        let dead_ids: HashSet<String> = dlq
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r.value.as_deref()?).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect();
+        let accounted = all
+            .iter()
+            .filter(|id| delivered.contains(*id) || dead_ids.contains(*id))
+            .count();
+        if accounted == all.len() || Instant::now() >= deadline {
+            break (dead_ids, dlq);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+
+    let seen = seen.lock().unwrap();
+    let lost: Vec<&String> = all
+        .iter()
+        .filter(|id| !seen.delivered.contains(*id) && !dead_ids.contains(*id))
+        .collect();
+    let mut order_violations = 0;
+    for (tenant, firsts) in &seen.first {
+        order_violations += firsts.windows(2).filter(|w| w[0] > w[1]).count();
+        // The produced order of this tenant is ascending by construction.
+        assert!(produced.contains_key(tenant));
+    }
+    let bad_headers = dlq_records
+        .iter()
+        .filter(|r| {
+            let reason_ok = r.header("dlq.reason") == Some("retries_exhausted");
+            let tenant_ok = r.header("dlq.tenant").map(str::as_bytes) == r.key.as_deref();
+            let origin_ok = r.header("dlq.topic") == Some(topics.events.as_str())
+                && r.header("dlq.offset").is_some_and(|o| o.parse::<i64>().is_ok());
+            let attempts_ok = r.header("dlq.attempts") == Some("6");
+            !(reason_ok && tenant_ok && origin_ok && attempts_ok)
+        })
+        .count();
+    let duplicates = seen.answers_2xx - seen.delivered.len() as u64;
+    let summary = serde_json::json!({
+        "seed": seed,
+        "events": all.len(),
+        "replicas": size.replicas,
+        "tenants": size.tenants,
+        "kills": kills,
+        "freezes": freezes,
+        "broker_restarts": broker_restarts,
+        "delivered": seen.delivered.len(),
+        "duplicates": duplicates,
+        "dead_lettered": dead_ids.len(),
+        "lost": lost.len(),
+        "order_violations": order_violations,
+        "bad_dlq_headers": bad_headers,
+    });
+    println!("soak summary: {summary}");
+    println!(
+        "| events | kills | freezes | broker restarts | delivered | duplicates | dead-lettered | lost | order violations |\n\
+         |---|---|---|---|---|---|---|---|---|\n| {} | {kills} | {freezes} | {broker_restarts} | {} | {duplicates} | {} | {} | {order_violations} |",
+        all.len(),
+        seen.delivered.len(),
+        dead_ids.len(),
+        lost.len()
+    );
+    drop(seen);
+    if !lost.is_empty() {
+        for (i, replica) in replicas.iter().enumerate() {
+            let log = replica.stderr();
+            let path = std::env::temp_dir().join(format!("hookline-soak-replica-{i}.log"));
+            let _ = std::fs::write(&path, &log);
+            println!("replica {i} log: {}", path.display());
+        }
+    }
+    drop(replicas);
+    server.abort();
+    kafka("down", port);
+
+    assert!(lost.is_empty(), "lost events: {lost:?}");
+    assert_eq!(order_violations, 0, "first deliveries out of produced order");
+    assert_eq!(bad_headers, 0, "dead letters with wrong headers");
+}
