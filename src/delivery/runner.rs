@@ -198,6 +198,11 @@ pub async fn run(
     if let Err(e) = consumer.commit_stored() {
         tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
     }
+    // Every worker has stopped, so the revocation that leaving triggers has
+    // nothing to wait for: with the channel closed, the callback commits and
+    // returns at once instead of waiting the drain timeout for an answer
+    // this loop would never give.
+    drop(events);
     // Leaving the group from a blocking thread: unsubscribing waits for the
     // revocation that librdkafka runs on the polling thread.
     let _ = tokio::task::spawn_blocking(move || consumer.close()).await;
