@@ -7,6 +7,7 @@ mod support;
 mod avro;
 mod cli;
 mod delivery;
+mod demo;
 mod kafka_roundtrip;
 mod process;
 mod setup_topics;
