@@ -13,7 +13,11 @@ help: ## List the targets
 		| awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: run
-run: build up topics ## Run one replica against the local broker
+run: ## The whole flow in one process (embedded Kafka, local receivers); no services needed
+	$(CARGO) run --quiet -- demo
+
+.PHONY: replica
+replica: build up topics ## Run one replica against the local broker
 	$(CARGO) run --quiet -- run
 
 .PHONY: topics

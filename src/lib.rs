@@ -14,6 +14,8 @@
 //! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
 //!   only module that imports crypto crates.
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
+//! - [`demo`]: `hookline demo`, the whole flow in one process on an
+//!   embedded mock cluster, driving the real replica.
 //! - [`events`]: decoding Kafka records (JSON, or Avro through the schema
 //!   registry) into one [`events::Event`] type.
 //! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
@@ -34,6 +36,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod delivery;
+pub mod demo;
 pub mod events;
 pub mod kafka;
 pub mod receiver;

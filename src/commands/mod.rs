@@ -2,6 +2,7 @@
 //! configuration only for commands that talk to Kafka or serve telemetry)
 //! and runs it.
 
+mod demo;
 mod run;
 mod send;
 mod setup_topics;
@@ -29,6 +30,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         // a configuration, so a customer can use them anywhere.
         Command::Keygen(args) => keygen::run(&args),
         Command::Receive(args) => receive::run(args).await,
+        // The demo brings its own cluster and configuration.
+        Command::Demo(args) => demo::run(args).await,
         command => {
             let config = load_config(&global)?;
             with_config(command, config).await
@@ -42,9 +45,8 @@ async fn with_config(command: Command, config: Config) -> Result<ExitCode> {
         Command::SetupTopics(args) => setup_topics::setup_topics(args, config).await,
         Command::Tenants(command) => tenants::run(command, &config).await,
         Command::Send(args) => send::run(args, &config).await,
-        Command::Demo(_) => not_available("demo"),
         Command::Api(_) => not_available("api"),
-        Command::Keygen(_) | Command::Receive(_) => {
+        Command::Keygen(_) | Command::Receive(_) | Command::Demo(_) => {
             unreachable!("dispatched without a configuration")
         }
     }

@@ -92,14 +92,19 @@ pub async fn serve(
     output: Output,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = Arc::new(AppState { receiver, output });
-    let app = Router::new()
-        .fallback(handle)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    axum::serve(listener, app)
+    axum::serve(listener, router(receiver, output))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The endpoint as an axum router, for embedding it with layers of one's
+/// own (the demo puts a flaky phase in front of one receiver).
+pub fn router(receiver: Receiver, output: Output) -> Router {
+    let state = Arc::new(AppState { receiver, output });
+    Router::new()
+        .fallback(handle)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 struct AppState {

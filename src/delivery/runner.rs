@@ -198,9 +198,12 @@ pub async fn run(
     if let Err(e) = consumer.commit_stored() {
         tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
     }
-    // Nobody answers revocations any more: the final one, run while the
-    // consumer closes, must not wait for a drain that already happened.
+    // Every worker has stopped, so the revocation that leaving triggers has
+    // nothing to wait for: with the channel closed, the callback commits and
+    // returns at once instead of waiting the drain timeout for an answer
+    // this loop would never give.
     drop(events);
+    // Closing blocks until the group has been left: a blocking thread.
     let _ = tokio::task::spawn_blocking(move || consumer.close()).await;
     let _ = follower.await;
     tracing::info!("stopped");

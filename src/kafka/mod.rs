@@ -6,11 +6,13 @@
 //!   start-up check of `run`.
 //! - [`group`]: the events consumer: group membership, per-partition
 //!   queues, offsets stored only when told.
+//! - [`mock`]: librdkafka's in-process mock cluster, for `hookline demo`.
 //! - [`producer`]: writes that wait for the broker's acknowledgement.
 //! - [`table_reader`]: a compacted topic read whole, then followed.
 
 pub mod admin;
 pub mod group;
+pub mod mock;
 pub mod producer;
 pub mod table_reader;
 

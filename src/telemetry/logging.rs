@@ -9,8 +9,14 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. The level comes from `RUST_LOG`
 /// (default `info`; librdkafka's own chatter stays at `warn`).
 pub fn init_logging(format: LogFormat) {
+    init_logging_with_default(format, "info,rdkafka=warn");
+}
+
+/// [`init_logging`] with another default filter, for commands whose own
+/// output is the point (the demo); `RUST_LOG` still wins.
+pub fn init_logging_with_default(format: LogFormat, default_filter: &str) {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -2,4 +2,4 @@
 
 mod logging;
 
-pub use logging::init_logging;
+pub use logging::{init_logging, init_logging_with_default};

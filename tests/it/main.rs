@@ -1,6 +1,7 @@
 //! The one integration-test binary. Every test talks to the real Kafka broker
 //! that `make up` (testcontainers/kafka.sh) starts, with topics and a
-//! consumer group of its own, so tests run in parallel against one broker.
+//! consumer group of its own, so tests run in parallel against one broker. The
+//! demo test is the exception: `hookline demo` brings its own embedded cluster.
 
 mod support;
 
@@ -8,6 +9,7 @@ mod avro;
 mod avro_delivery;
 mod cli;
 mod delivery;
+mod demo;
 mod kafka_roundtrip;
 mod process;
 mod setup_topics;
