@@ -9,7 +9,7 @@
 //! again, with the same `webhook-id`.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -23,6 +23,9 @@ use crate::crypto::signature::unix_seconds;
 use crate::events::{Event, EventDecoder, RecordParts};
 use crate::kafka::group::{OwnedRecord, PartitionHandle, PartitionQueue};
 use crate::tenants::{Tenant, TenantEntry, TenantTable};
+
+/// Backoffs at least this long pause the partition's fetching.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Everything the workers share: one HTTP pool, one tenant table, one
 /// dead-letter producer.
@@ -255,9 +258,11 @@ impl Pipeline {
                     return Ok(Ended::DeadLetter(attempts.stamp(l)));
                 }
                 RetryAction::RetryAfter(delay) => {
-                    if !*paused {
+                    if !*paused && delay >= PAUSE_AFTER {
                         // Stop prefetching while this partition waits, so
-                        // its buffered records do not pile up.
+                        // its buffered records do not pile up. Short waits
+                        // are not worth it: resuming discards what was
+                        // prefetched and fetches it again.
                         handle.pause();
                         *paused = true;
                     }
