@@ -2,6 +2,7 @@
 //! configuration only for commands that talk to Kafka or serve telemetry)
 //! and runs it.
 
+mod api;
 mod run;
 mod send;
 mod setup_topics;
@@ -43,7 +44,7 @@ async fn with_config(command: Command, config: Config) -> Result<ExitCode> {
         Command::Tenants(command) => tenants::run(command, &config).await,
         Command::Send(args) => send::run(args, &config).await,
         Command::Demo(_) => not_available("demo"),
-        Command::Api(_) => not_available("api"),
+        Command::Api(args) => api::run(args, config).await,
         Command::Keygen(_) | Command::Receive(_) => {
             unreachable!("dispatched without a configuration")
         }
