@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::ApiError;
 use super::records::StoredRecord;
+use crate::crypto::PublicKey;
 use crate::delivery::destination::{classify, host_ip};
 use crate::tenants::record::validate_url;
 use crate::tenants::{Tenant, TenantRecord};
@@ -99,6 +100,15 @@ impl TenantView {
             .collect();
         if !missing.is_empty() {
             view.problem = Some(format!("not set yet: {}", missing.join(", ")));
+            // The key alone already determines the kid deliveries will carry.
+            if let Some(key) = view
+                .public_key
+                .as_deref()
+                .and_then(|pem| PublicKey::parse(pem).ok())
+            {
+                view.key_bits = u32::try_from(key.bits()).ok();
+                view.key_id = view.key_id.or_else(|| Some(key.thumbprint()));
+            }
             return view;
         }
         match complete_tenant(id, fields) {

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api;
 mod avro;
 mod cli;
 mod delivery;
