@@ -121,7 +121,7 @@ pub async fn create_tenant(
     tag = "admin",
     security(("admin_token" = [])),
     params(
-        ("id" = String, Path, description = "Tenant id"),
+        ("id" = String, Path, description = "Tenant id", example = "acme"),
         ("If-Match" = Option<String>, Header, description = "Delete only this version (an ETag)"),
     ),
     responses((status = 204, description = "Deleted")),
@@ -147,7 +147,7 @@ pub async fn delete_tenant(
     tag = "admin",
     security(("admin_token" = [])),
     params(
-        ("id" = String, Path, description = "Tenant id"),
+        ("id" = String, Path, description = "Tenant id", example = "acme"),
         ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
     ),
     responses(
@@ -188,7 +188,7 @@ pub async fn issue_api_key(
     path = "/v1/tenants/{id}",
     tag = "tenant",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "Tenant id")),
+    params(("id" = String, Path, description = "Tenant id", example = "acme")),
     responses(
         (status = 200, description = "The tenant", body = TenantView,
          headers(("ETag" = String, description = "The record version"))),
@@ -214,7 +214,7 @@ pub async fn get_tenant(
     tag = "tenant",
     security(("api_key" = [])),
     params(
-        ("id" = String, Path, description = "Tenant id"),
+        ("id" = String, Path, description = "Tenant id", example = "acme"),
         ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
     ),
     request_body(content = SetPublicKey, content_type = "application/json"),
@@ -254,7 +254,7 @@ pub async fn set_public_key(
     tag = "tenant",
     security(("api_key" = [])),
     params(
-        ("id" = String, Path, description = "Tenant id"),
+        ("id" = String, Path, description = "Tenant id", example = "acme"),
         ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
     ),
     request_body(content = SetUrl, content_type = "application/json"),
@@ -289,7 +289,7 @@ pub async fn set_url(
     tag = "tenant",
     security(("api_key" = [])),
     params(
-        ("id" = String, Path, description = "Tenant id"),
+        ("id" = String, Path, description = "Tenant id", example = "acme"),
         ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
     ),
     request_body(content = SetEvents, content_type = "application/json"),
@@ -327,7 +327,7 @@ pub async fn set_events(
     tag = "tenant",
     security(("api_key" = [])),
     params(
-        ("id" = String, Path, description = "Tenant id"),
+        ("id" = String, Path, description = "Tenant id", example = "acme"),
         ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
     ),
     responses(
