@@ -45,6 +45,7 @@ status: ## Show whether the local broker and schema registry run
 .PHONY: test
 test: up ## Run unit, integration and interoperability tests against the local services
 	$(CARGO) test --all-targets
+	bash tests/api/schemathesis.sh
 	bash tests/interop/run.sh
 
 .PHONY: lint

@@ -15,6 +15,7 @@ use std::time::Duration;
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -61,6 +62,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub telemetry: TelemetryConfig,
     pub schema_registry: Option<SchemaRegistryConfig>,
+    pub api: ApiConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +140,23 @@ pub struct SchemaRegistryConfig {
     pub url: Url,
 }
 
+/// Credentials of `hookline api`. Both are secrets: `Debug` shows them
+/// redacted and nothing logs them.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// The operator's token (create and delete tenants, issue API keys);
+    /// `hookline api` refuses to start without it. At least
+    /// [`MIN_API_TOKEN_CHARS`] characters.
+    pub admin_token: Option<SecretString>,
+    /// The token of producers that publish events over HTTP; without it
+    /// `POST /v1/events` is disabled. At least [`MIN_API_TOKEN_CHARS`]
+    /// characters.
+    pub producer_token: Option<SecretString>,
+}
+
+/// Shortest accepted API token: a guessable token would protect nothing.
+pub const MIN_API_TOKEN_CHARS: usize = 16;
+
 /// Upper bound for `delivery.max_payload_bytes`: Kafka's own default record
 /// limit is 1 MiB and no broker is configured for values this large.
 const MAX_PAYLOAD_LIMIT: usize = 64 * 1024 * 1024;
@@ -155,6 +174,8 @@ mod raw {
         pub delivery: Delivery,
         pub telemetry: Telemetry,
         pub schema_registry: Option<SchemaRegistry>,
+        #[serde(default)]
+        pub api: Api,
     }
 
     #[derive(Debug, Deserialize)]
@@ -220,6 +241,23 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct SchemaRegistry {
         pub url: Url,
+    }
+
+    /// Tokens are read like librdkafka properties because an environment
+    /// variable holding only digits arrives as a number.
+    #[derive(Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Api {
+        #[serde(default)]
+        pub admin_token: Option<PropertyValue>,
+        #[serde(default)]
+        pub producer_token: Option<PropertyValue>,
+    }
+
+    impl fmt::Debug for Api {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Api { <redacted> }")
+        }
     }
 }
 
@@ -369,6 +407,24 @@ impl Config {
             None => None,
         };
 
+        let token = |key: &str, value: Option<raw::PropertyValue>| {
+            let Some(value) = value else {
+                return Ok(None);
+            };
+            let token = SecretString::from(value.into_string());
+            if token.expose_secret().chars().count() < MIN_API_TOKEN_CHARS {
+                return Err(fail(
+                    key,
+                    format!("must be at least {MIN_API_TOKEN_CHARS} characters"),
+                ));
+            }
+            Ok(Some(token))
+        };
+        let api = ApiConfig {
+            admin_token: token("api.admin_token", raw.api.admin_token)?,
+            producer_token: token("api.producer_token", raw.api.producer_token)?,
+        };
+
         // The shipped default path may be absent (an installed binary run
         // elsewhere): then the embedded topology applies.
         let topology = if raw.topology == Path::new(default_topology_path()) {
@@ -401,6 +457,7 @@ impl Config {
                 log_format: raw.telemetry.log_format,
             },
             schema_registry,
+            api,
         })
     }
 }
@@ -749,6 +806,35 @@ mod tests {
         let ok =
             load("[schema_registry]\nurl = \"http://127.0.0.1:8081/apis/ccompat/v7\"\n").unwrap();
         assert!(ok.schema_registry.is_some());
+    }
+
+    #[test]
+    fn api_tokens_come_from_the_environment_and_stay_redacted() {
+        let config = load_env(
+            "",
+            &[
+                ("HOOKLINE__API__ADMIN_TOKEN", "admin-0123456789abcdef"),
+                ("HOOKLINE__API__PRODUCER_TOKEN", "12345678901234567"),
+            ],
+        )
+        .unwrap();
+        let token = config.api.admin_token.as_ref().unwrap();
+        assert_eq!(token.expose_secret(), "admin-0123456789abcdef");
+        let producer = config.api.producer_token.as_ref().unwrap();
+        assert_eq!(producer.expose_secret(), "12345678901234567");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("admin-0123456789abcdef"), "{debug}");
+        assert!(load("").unwrap().api.admin_token.is_none());
+    }
+
+    #[test]
+    fn rule_api_tokens_are_long_enough() {
+        let e = err("[api]\nadmin_token = \"short\"\n");
+        assert!(e.contains("api.admin_token"), "{e}");
+        assert!(e.contains("at least 16 characters"), "{e}");
+        assert!(!e.contains("short"), "the token itself is not echoed: {e}");
+        let e = err("[api]\nproducer_token = \"\"\n");
+        assert!(e.contains("api.producer_token"), "{e}");
     }
 
     #[test]

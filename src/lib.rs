@@ -7,6 +7,8 @@
 //! before the event's outcome is durable.
 //!
 //! # Layout
+//! - [`api`]: the tenant self-service HTTP API (`hookline api`): tenants,
+//!   API keys and event ingestion over HTTP, every write a Kafka record.
 //! - [`cli`]: clap definitions of the command line.
 //! - [`commands`]: one module per command; the only place that turns
 //!   configuration and flags into running components.
@@ -31,6 +33,7 @@
 //! `ARCHITECTURE.md` at the repository root describes how the pieces fit
 //! and the invariants they keep.
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;

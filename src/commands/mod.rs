@@ -2,6 +2,7 @@
 //! configuration only for commands that talk to Kafka or serve telemetry)
 //! and runs it.
 
+mod api;
 mod demo;
 mod run;
 mod send;
@@ -45,7 +46,7 @@ async fn with_config(command: Command, config: Config) -> Result<ExitCode> {
         Command::SetupTopics(args) => setup_topics::setup_topics(args, config).await,
         Command::Tenants(command) => tenants::run(command, &config).await,
         Command::Send(args) => send::run(args, &config).await,
-        Command::Api(_) => not_available("api"),
+        Command::Api(args) => api::run(args, config).await,
         Command::Keygen(_) | Command::Receive(_) | Command::Demo(_) => {
             unreachable!("dispatched without a configuration")
         }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod api;
 mod avro;
 mod avro_delivery;
 mod cli;

@@ -1,0 +1,187 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and the
+//! request and response types, so it cannot drift from the code.
+//!
+//! Handlers declare their success answers and the problems peculiar to
+//! them; [`complete`] adds the problems every route of a kind can answer
+//! (401 on authenticated routes, 404 on `{id}` routes, the body problems on
+//! routes with a body...), derived from the same rules the code follows.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{AppState, PROBLEM_JSON, events, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hookline tenant API",
+        description = "Tenant self-service for hookline: the operator creates tenants and \
+                       issues their API keys (admin token); a tenant sets its public key, \
+                       webhook URL and event patterns and rotates its signing secret (its \
+                       API key); producers that cannot speak Kafka publish events \
+                       (producer token). Errors are RFC 9457 problem documents."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(super::Problem)),
+    tags(
+        (name = "admin", description = "The operator's routes (admin token)"),
+        (name = "tenant", description = "A tenant's own routes (its API key, `hk_…`)"),
+        (name = "events", description = "Event ingestion over HTTP (producer token)"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, description) in [
+            ("admin_token", "The operator's token (`api.admin_token`)"),
+            ("api_key", "A tenant's API key (`hk_…`)"),
+            (
+                "producer_token",
+                "The producers' token (`api.producer_token`)",
+            ),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(description))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// The routes together with their documentation.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::create_tenant))
+        .routes(routes!(tenants::get_tenant, tenants::delete_tenant))
+        .routes(routes!(tenants::issue_api_key))
+        .routes(routes!(tenants::set_public_key))
+        .routes(routes!(tenants::set_url))
+        .routes(routes!(tenants::set_events))
+        .routes(routes!(tenants::rotate_signing_secret))
+        .routes(routes!(events::publish_event))
+}
+
+/// The document served at `/openapi.json`.
+pub fn openapi() -> Document {
+    complete(routes().split_for_parts().1)
+}
+
+/// Adds the problems that follow from an operation's shape.
+pub(super) fn complete(mut doc: Document) -> Document {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let has_id = path.contains("{id}");
+        let operations = [
+            (false, item.get.as_mut()),
+            (true, item.put.as_mut()),
+            (true, item.post.as_mut()),
+            (true, item.delete.as_mut()),
+        ];
+        for (writes, operation) in operations {
+            if let Some(operation) = operation {
+                add_problems(operation, has_id, writes);
+            }
+        }
+    }
+    doc
+}
+
+fn add_problems(operation: &mut Operation, has_id: bool, writes: bool) {
+    let mut problems: Vec<(&str, &str)> = vec![(
+        "401",
+        "Missing credentials, or credentials not valid for this route",
+    )];
+    if has_id {
+        problems.push((
+            "404",
+            "No such tenant, or one the credentials do not give access to",
+        ));
+    }
+    if operation.request_body.is_some() {
+        problems.extend([
+            ("400", "The body is not JSON"),
+            ("413", "The body is too large"),
+            ("415", "The body is not declared as application/json"),
+        ]);
+    }
+    if writes {
+        problems.extend([
+            ("422", "A field is invalid; the detail names it"),
+            ("503", "Kafka did not acknowledge the write; retry"),
+        ]);
+    }
+    if writes && has_id {
+        problems.push(("412", "If-Match names another version than the current one"));
+    }
+    for (status, description) in problems {
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_its_problems() {
+        let doc = openapi();
+        let json = serde_json::to_value(&doc).unwrap();
+        assert!(json["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = json["paths"].as_object().unwrap();
+        for (path, methods) in [
+            ("/v1/tenants", &["post"][..]),
+            ("/v1/tenants/{id}", &["get", "delete"]),
+            ("/v1/tenants/{id}/api-key", &["post"]),
+            ("/v1/tenants/{id}/public-key", &["put"]),
+            ("/v1/tenants/{id}/url", &["put"]),
+            ("/v1/tenants/{id}/events", &["put"]),
+            ("/v1/tenants/{id}/signing-secret", &["post"]),
+            ("/v1/events", &["post"]),
+        ] {
+            for method in methods {
+                let op = &paths[path][method];
+                assert!(op.is_object(), "{method} {path} is documented");
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("401"), "{method} {path}");
+                assert!(!op["security"].as_array().unwrap().is_empty());
+            }
+        }
+        let put_url = &paths["/v1/tenants/{id}/url"]["put"]["responses"];
+        for status in ["400", "404", "412", "413", "415", "422", "503"] {
+            assert_eq!(
+                put_url[status]["content"][PROBLEM_JSON]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{status}"
+            );
+        }
+        let schemes = json["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(schemes.len(), 3);
+    }
+}

@@ -1,0 +1,70 @@
+//! `hookline api --listen ADDR`: the tenant self-service HTTP API.
+//!
+//! Refuses to start without an admin token or when the topics are not
+//! ready; then serves until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiSettings};
+use crate::cli::ApiArgs;
+use crate::config::Config;
+use crate::kafka::admin::Admin;
+use crate::topology::verify_ready;
+
+pub async fn run(args: ApiArgs, config: Config) -> Result<ExitCode> {
+    let Some(admin_token) = config.api.admin_token.clone() else {
+        bail!(
+            "`hookline api` needs an admin token: set api.admin_token in the configuration \
+             or the HOOKLINE__API__ADMIN_TOKEN environment variable"
+        );
+    };
+    let (topology, _) = super::load_topology(None, &config)?;
+    let admin = Admin::new(&config.kafka)?;
+    let cluster = admin.describe(&topology.names()).await?;
+    if let Err(problems) = verify_ready(&topology, &cluster) {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        bail!(
+            "the topics are not ready: {}; run `hookline setup-topics` to create or fix them",
+            problems.join("; ")
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let settings = ApiSettings {
+        admin_token,
+        producer_token: config.api.producer_token.clone(),
+        tenants_topic: topology.tenants.name.clone(),
+        events_topic: topology.events.name.clone(),
+        allow_private_destinations: config.delivery.allow_private_destinations,
+        max_payload_bytes: config.delivery.max_payload_bytes,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    api::serve(&config.kafka, settings, listener, shutdown)
+        .await
+        .context("the tenant API stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT stops accepting connections and lets requests in
+/// flight finish.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the API with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
