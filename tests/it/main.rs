@@ -9,5 +9,6 @@ mod cli;
 mod delivery;
 mod kafka_roundtrip;
 mod process;
+mod security;
 mod setup_topics;
 mod tenants;
