@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 
 /// Kafka-native, multi-tenant webhook delivery: every event encrypted for its
 /// tenant alone, signed, delivered in partition order, never lost.
@@ -186,13 +187,64 @@ pub struct ReceiveArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: SocketAddr,
 
-    /// PKCS#8 private key file(s); several for key rotation (chosen by `kid`).
-    #[arg(long = "private-key", value_name = "FILE", required = true, num_args = 1..)]
-    pub private_keys: Vec<PathBuf>,
+    /// PKCS#8 private key file(s); several for key rotation (chosen by
+    /// `kid`). A plain FILE is held under its RFC 7638 thumbprint, the `kid`
+    /// hookline uses when the tenant record sets no `key_id`; `KID=FILE`
+    /// holds it under the tenant's `key_id`. A file whose name contains `=`
+    /// is given with a directory, e.g. `./a=b.pem`.
+    #[arg(long = "private-key", value_name = "[KID=]FILE", required = true, num_args = 1..)]
+    pub private_keys: Vec<PrivateKeyArg>,
 
-    /// Signing secret (`whsec_…`) to verify `webhook-signature` with.
-    #[arg(long, value_name = "S")]
-    pub signing_secret: Option<String>,
+    /// Signing secret (`whsec_…`) to verify `webhook-signature` with. Prefer
+    /// the environment variable: a flag is visible in process lists.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "HOOKLINE_SIGNING_SECRET",
+        hide_env_values = true,
+        value_parser = parse_secret
+    )]
+    pub signing_secret: Option<SecretString>,
+}
+
+/// One `--private-key` of `hookline receive`: a PEM file and, when given,
+/// the `kid` to hold it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateKeyArg {
+    /// The tenant record's `key_id`; `None` means the key's thumbprint.
+    pub kid: Option<String>,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for PrivateKeyArg {
+    type Err = String;
+
+    /// `FILE` or `KID=FILE`. The text before the first `=` is a `kid` only
+    /// when it holds no path separator, so `./dir=x/key.pem` stays a path.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once('=') {
+            Some((kid, path)) if !kid.contains(['/', '\\']) => {
+                if kid.is_empty() {
+                    return Err("the key id before `=` is empty".into());
+                }
+                if path.is_empty() {
+                    return Err(format!("no file after `{kid}=`"));
+                }
+                Ok(Self {
+                    kid: Some(kid.to_owned()),
+                    path: PathBuf::from(path),
+                })
+            }
+            _ => Ok(Self {
+                kid: None,
+                path: PathBuf::from(text),
+            }),
+        }
+    }
+}
+
+fn parse_secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +298,65 @@ mod tests {
                 "`{command}` missing from --help:\n{help}"
             );
         }
+    }
+
+    #[test]
+    fn receive_keys_are_files_or_kid_equals_file() {
+        let cli = Cli::try_parse_from([
+            "hookline",
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--private-key",
+            "old.pem",
+            "2026-11=keys/new.pem",
+            "./odd=name.pem",
+        ])
+        .unwrap();
+        let Command::Receive(args) = cli.command else {
+            panic!("not receive");
+        };
+        let keys: Vec<(Option<&str>, &str)> = args
+            .private_keys
+            .iter()
+            .map(|k| (k.kid.as_deref(), k.path.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (None, "old.pem"),
+                (Some("2026-11"), "keys/new.pem"),
+                (None, "./odd=name.pem"),
+            ]
+        );
+        for bad in ["=key.pem", "kid="] {
+            let err = Cli::try_parse_from([
+                "hookline",
+                "receive",
+                "--listen",
+                "127.0.0.1:0",
+                "--private-key",
+                bad,
+            ])
+            .unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+    }
+
+    #[test]
+    fn receive_secret_is_hidden_from_debug_output() {
+        let cli = Cli::try_parse_from([
+            "hookline",
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--private-key",
+            "k.pem",
+            "--signing-secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("MfKQ9r8G"));
     }
 
     #[test]

@@ -18,9 +18,10 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 
-use crate::cli::ReceiveArgs;
+use crate::cli::{PrivateKeyArg, ReceiveArgs};
 use crate::config::LogFormat;
 use crate::crypto::{KeyRing, PrivateKey, SigningSecret};
 use crate::receiver::{
@@ -40,7 +41,10 @@ pub type Output = Arc<Mutex<dyn Write + Send>>;
 /// Runs `hookline receive` until SIGINT or SIGTERM.
 pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
     telemetry::init_logging(LogFormat::Text);
-    let receiver = load_receiver(&args.private_keys, args.signing_secret.as_deref())?;
+    let receiver = load_receiver_with_key_ids(
+        &args.private_keys,
+        args.signing_secret.as_ref().map(|s| s.expose_secret()),
+    )?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -61,21 +65,43 @@ pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
 /// Builds the receiver from private key files (each under its thumbprint)
 /// and an optional `whsec_…` secret.
 pub fn load_receiver(private_keys: &[impl AsRef<Path>], secret: Option<&str>) -> Result<Receiver> {
+    let keys: Vec<PrivateKeyArg> = private_keys
+        .iter()
+        .map(|path| PrivateKeyArg {
+            kid: None,
+            path: path.as_ref().to_owned(),
+        })
+        .collect();
+    load_receiver_with_key_ids(&keys, secret)
+}
+
+/// Builds the receiver from private key files, each under the `kid` given
+/// with it (a tenant's custom `key_id`) or else under its thumbprint, and an
+/// optional `whsec_…` secret.
+pub fn load_receiver_with_key_ids(
+    private_keys: &[PrivateKeyArg],
+    secret: Option<&str>,
+) -> Result<Receiver> {
     let mut keys = KeyRing::new();
-    for path in private_keys {
-        let path = path.as_ref();
+    for PrivateKeyArg { kid, path } in private_keys {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read private key {}", path.display()))?;
         let key = PrivateKey::parse(&text)
             .with_context(|| format!("invalid private key {}", path.display()))?;
-        let kid = keys.insert_with_thumbprint(key);
+        let kid = match kid {
+            Some(kid) => {
+                keys.insert(kid.clone(), key);
+                kid.clone()
+            }
+            None => keys.insert_with_thumbprint(key),
+        };
         tracing::info!(kid, path = %path.display(), "loaded private key");
     }
     let secret = match secret {
         Some(text) => Some(SigningSecret::parse(text).context("invalid --signing-secret")?),
         None => {
             tracing::warn!(
-                "no --signing-secret: signatures are NOT verified and anyone can forge \
+                "no --signing-secret (or HOOKLINE_SIGNING_SECRET): signatures are NOT verified and anyone can forge \
                  deliveries; use this for testing only"
             );
             None
@@ -405,6 +431,43 @@ mod tests {
             .expect("the server stops when asked")
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_key_given_as_kid_equals_file_opens_deliveries_with_that_kid() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = super::super::keygen::write_key_pair(dir.path(), 2048, false).unwrap();
+        let key = PrivateKey::parse(&std::fs::read_to_string(&files.private).unwrap()).unwrap();
+        let arg: PrivateKeyArg = format!("2026-11={}", files.private.display())
+            .parse()
+            .unwrap();
+        let receiver = load_receiver_with_key_ids(&[arg], Some(SECRET)).unwrap();
+        assert_eq!(receiver.keys.kids().collect::<Vec<_>>(), ["2026-11"]);
+
+        let plaintext = serde_json::json!({
+            "id": "evt_kid", "type": "t", "timestamp": "2026-11-28T10:00:00Z",
+            "tenant": "acme", "data": null,
+        });
+        let body = jwe::encrypt(
+            &key.public_key(),
+            "2026-11",
+            &serde_json::to_vec(&plaintext).unwrap(),
+        )
+        .unwrap();
+        let now = SystemTime::now();
+        let timestamp = unix_seconds(now).to_string();
+        let signature =
+            SigningSecret::parse(SECRET)
+                .unwrap()
+                .sign("evt_kid", unix_seconds(now), &body);
+        let headers = WebhookHeaders {
+            id: Some("evt_kid"),
+            timestamp: Some(&timestamp),
+            signature: Some(&signature),
+            content_type: Some(jwe::CONTENT_TYPE),
+        };
+        let delivery = receiver.receive(&headers, &body, now).unwrap();
+        assert_eq!(delivery.kid, "2026-11");
     }
 
     #[test]

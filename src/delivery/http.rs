@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use url::{Host, Url};
+use url::Url;
 
-use super::destination::{BlockedRange, Destination, classify};
+use super::destination::{BlockedRange, Destination, classify, host_ip};
 use super::retry::{AttemptOutcome, parse_retry_after};
 
 /// The most of a response body that is read (and then discarded): enough
@@ -70,7 +70,7 @@ impl WebhookClient {
     /// problem is an outcome for the retry policy to decide on.
     pub async fn post(&self, request: WebhookRequest<'_>) -> AttemptOutcome {
         if !self.allow_private
-            && let Some(ip) = literal_ip(request.url)
+            && let Some(ip) = host_ip(request.url)
             && let Destination::Blocked(range) = classify(ip)
         {
             return AttemptOutcome::BlockedDestination { address: ip, range };
@@ -108,14 +108,6 @@ async fn drain_bounded(mut response: reqwest::Response) {
             Ok(Some(chunk)) => read += chunk.len(),
             _ => break,
         }
-    }
-}
-
-fn literal_ip(url: &Url) -> Option<IpAddr> {
-    match url.host()? {
-        Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-        Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-        Host::Domain(_) => None,
     }
 }
 
@@ -190,5 +182,104 @@ impl Resolve for GuardedResolver {
                 _ => Ok(Box::new(allowed.into_iter()) as Addrs),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    /// Nothing here may leave the machine even if the guard were broken:
+    /// every URL is a loopback form, and the ports are ones nothing listens
+    /// on, so a wrongly allowed attempt ends in a connection error.
+    async fn attempt(url: &str, allow_private: bool) -> AttemptOutcome {
+        let client = WebhookClient::new(Duration::from_secs(5), allow_private).unwrap();
+        let url = Url::parse(url).unwrap();
+        client
+            .post(WebhookRequest {
+                url: &url,
+                webhook_id: "msg_1",
+                timestamp: 0,
+                signature: None,
+                body: b"{}".to_vec(),
+            })
+            .await
+    }
+
+    fn blocked_loopback(outcome: &AttemptOutcome) -> IpAddr {
+        match outcome {
+            AttemptOutcome::BlockedDestination {
+                address,
+                range: BlockedRange::Loopback,
+            } => *address,
+            other => panic!("expected a blocked loopback destination, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ip_literals_in_every_spelling_are_refused_before_connecting() {
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for (url, address) in [
+            ("http://127.0.0.1:9/", v4),
+            (
+                "http://127.1.2.3:9/",
+                IpAddr::V4(Ipv4Addr::new(127, 1, 2, 3)),
+            ),
+            ("http://2130706433:9/", v4),
+            ("http://0177.0.0.1:9/", v4),
+            ("http://0x7f.1:9/", v4),
+            ("http://[::1]:9/", IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            (
+                "http://[::ffff:127.0.0.1]:9/",
+                "::ffff:127.0.0.1".parse().unwrap(),
+            ),
+            (
+                "http://[64:ff9b::7f00:1]:9/",
+                "64:ff9b::7f00:1".parse().unwrap(),
+            ),
+        ] {
+            assert_eq!(
+                blocked_loopback(&attempt(url, false).await),
+                address,
+                "{url}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_is_refused_by_the_resolver() {
+        // `localhost` is not an IP literal: only the resolver sees what it
+        // stands for, and the refusal must survive reqwest's error wrapping
+        // to become a blocked destination rather than a retried connect error.
+        let address = blocked_loopback(&attempt("http://localhost:9/", false).await);
+        assert!(address.is_loopback(), "{address}");
+    }
+
+    #[tokio::test]
+    async fn allowing_private_destinations_lets_loopback_through() {
+        // Port 9 (discard) is closed here: the attempt gets as far as a
+        // refused connection, which proves it was not blocked.
+        for url in ["http://127.0.0.1:9/", "http://localhost:9/"] {
+            let outcome = attempt(url, true).await;
+            assert!(
+                matches!(outcome, AttemptOutcome::Connect { .. }),
+                "{url}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_zone_ids_are_not_valid_url_hosts() {
+        // A zone id would pick an interface for a link-local address; the URL
+        // parser refuses the syntax, so no tenant URL can carry one.
+        for url in [
+            "http://[fe80::1%25eth0]/",
+            "http://[fe80::1%eth0]/",
+            "http://[::1%25lo]/",
+        ] {
+            assert!(Url::parse(url).is_err(), "{url}");
+        }
     }
 }

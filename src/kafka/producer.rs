@@ -45,6 +45,12 @@ impl AckedProducer {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("message.timeout.ms", timeout.as_millis().to_string())
+            // librdkafka refuses records above 1,000,000 bytes by default, so
+            // a dead letter could not carry an event value of 1 MiB (the
+            // default `max_payload_bytes`) or one refused as too large. The
+            // topic's `max.message.bytes` on the broker is the limit that
+            // counts; this only lifts the client's own, to its maximum.
+            .set("message.max.bytes", "1000000000")
             .create()
             .map_err(ProduceError::Client)?;
         Ok(Self { inner, timeout })

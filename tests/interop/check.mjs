@@ -1,5 +1,7 @@
-// Checks hookline's JWE body with the `jose` library: given the directory
-// written by the `emits_interop_fixtures` unit test, it decrypts the body
+// Checks hookline's JWE body with the `jose` library: given a directory
+// written by the `emits_interop_fixtures` unit test or by the
+// `a_real_delivery_is_captured_for_the_interop_checks` integration test (a
+// request that a replica really delivered), it decrypts the body
 // with keygen's PKCS#8 key, checks the protected header and the plaintext,
 // checks that the RFC 7638 thumbprint of keygen's SPKI key is the `kid`, and
 // that an altered ciphertext is refused.

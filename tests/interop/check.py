@@ -1,7 +1,8 @@
 """Checks hookline's output with third-party Python libraries.
 
-Given the directory written by the `emits_interop_fixtures` unit test, it
-checks that:
+Given a directory written by the `emits_interop_fixtures` unit test or by the
+`a_real_delivery_is_captured_for_the_interop_checks` integration test (a
+request that a replica really delivered), it checks that:
 - `cryptography` loads the key pair written by `hookline keygen`;
 - `standardwebhooks` verifies the request's signature, and refuses it once
   the body is altered;

@@ -6,8 +6,11 @@
 #    Node (jose) libraries: a venv under ${HOOKLINE_CACHE:-$HOME/.cache/hookline}
 #    and `npm ci` here;
 # 2. has the `emits_interop_fixtures` unit test write a keygen key pair and a
-#    signed, encrypted request into a temporary directory;
-# 3. runs check.py and check.mjs against it.
+#    signed, encrypted request into a temporary directory, and the
+#    `a_real_delivery_is_captured_for_the_interop_checks` integration test
+#    write a request that a replica really delivered (this one needs the
+#    local broker: `make up`, which `make test` runs first);
+# 3. runs check.py and check.mjs against both.
 #
 # The other direction (hookline opening what jwcrypto and jose produce) is a
 # plain unit test on vectors that vectors.py and vectors.mjs regenerate.
@@ -27,9 +30,14 @@ fi
 
 fixtures="$(mktemp -d)"
 trap 'rm -rf "$fixtures"' EXIT
-(cd "$root" && HOOKLINE_INTEROP_DIR="$fixtures" \
+(cd "$root" && HOOKLINE_INTEROP_DIR="$fixtures/unit" \
   cargo test --quiet --lib commands::keygen::tests::emits_interop_fixtures -- --exact)
+(cd "$root" && HOOKLINE_INTEROP_DELIVERY_DIR="$fixtures/delivery" \
+  cargo test --quiet --test it security::a_real_delivery_is_captured_for_the_interop_checks -- --exact)
 
-"$venv/bin/python" "$here/check.py" "$fixtures"
-node "$here/check.mjs" "$fixtures"
+for kind in unit delivery; do
+  echo "interop: $kind fixture"
+  "$venv/bin/python" "$here/check.py" "$fixtures/$kind"
+  node "$here/check.mjs" "$fixtures/$kind"
+done
 echo "interop: all checks passed"

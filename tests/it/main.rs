@@ -13,6 +13,7 @@ mod delivery;
 mod demo;
 mod kafka_roundtrip;
 mod process;
+mod security;
 mod setup_topics;
 mod soak;
 mod tenants;

@@ -71,6 +71,9 @@ impl Broker {
             .set("bootstrap.servers", &bootstrap)
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
+            // Tests produce events of 1 MiB and more; the broker accepts
+            // them, librdkafka's own default limit (1,000,000 bytes) would not.
+            .set("message.max.bytes", "16777216")
             .create()
             .expect("producer");
         Self {

@@ -6,30 +6,32 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A running `hookline` whose stderr is collected line by line.
+/// A running `hookline` whose stdout and stderr are collected line by line.
 pub struct Spawned {
     child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Spawned {
     pub fn start(mut command: Command) -> Self {
         let mut child = command
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start hookline");
-        let stderr: Arc<Mutex<Vec<String>>> = Default::default();
-        let pipe = child.stderr.take().expect("stderr is piped");
-        {
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    stderr.lock().unwrap().push(line);
-                }
-            });
+        let stdout = collect_lines(child.stdout.take().expect("stdout is piped"));
+        let stderr = collect_lines(child.stderr.take().expect("stderr is piped"));
+        Self {
+            child,
+            stdout,
+            stderr,
         }
-        Self { child, stderr }
+    }
+
+    /// The lines written to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn pid(&self) -> u32 {
@@ -95,4 +97,17 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads `pipe` line by line on a thread of its own (so that a full pipe
+/// never blocks the child) into a shared list.
+fn collect_lines(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines: Arc<Mutex<Vec<String>>> = Default::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
 }

@@ -48,15 +48,33 @@ impl Receiver {
     }
 
     pub async fn start(behaviour: Behaviour) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        Self::serve(listener, behaviour)
+    }
+
+    /// A receiver that answers 200, on another loopback address (any of
+    /// 127.0.0.0/8, or `[::1]`), port 0. `None` when the address cannot be
+    /// bound (a machine without IPv6 loopback).
+    pub async fn ok_on(ip: std::net::IpAddr) -> Option<Self> {
+        assert!(ip.is_loopback(), "test receivers listen on loopback only");
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.ok()?;
+        Some(Self::serve(listener, Arc::new(|_, _| StatusCode::OK)))
+    }
+
+    fn serve(listener: tokio::net::TcpListener, behaviour: Behaviour) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Default::default();
         let shared = Shared {
             received: received.clone(),
             behaviour,
         };
-        let app = axum::Router::new().fallback(record).with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
+        // Bodies of 1 MiB events exceed axum's 2 MB default once encrypted
+        // and base64url-encoded, with larger configured limits.
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(shared)
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024));
         let addr = listener.local_addr().expect("receiver address");
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("receiver server");
