@@ -25,6 +25,7 @@ use crate::events::EventDecoder;
 use crate::kafka::group::{GroupConsumer, GroupEvent};
 use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::TableReader;
+use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::TenantTable;
 use crate::tenants::sync;
 
@@ -135,6 +136,7 @@ pub async fn run(
         decoder: EventDecoder::new(config.schema_registry.as_ref())?,
         dead_letters: DeadLetterWriter::new(producer, &topics.dlq),
         max_payload_bytes: config.delivery.max_payload_bytes,
+        metrics: DeliveryMetrics::new(config.telemetry.tenant_labels),
     });
 
     let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
@@ -175,6 +177,7 @@ pub async fn run(
                             old.abort.cancel();
                         }
                     }
+                    metrics::partitions_assigned(workers.len());
                 }
                 Some(GroupEvent::Revoked { partitions, lost, drained }) => {
                     let revoked: Vec<Worker> = partitions
@@ -184,6 +187,7 @@ pub async fn run(
                     tracing::info!(?partitions, lost, "partitions revoked");
                     let counter = if lost { &state.lost } else { &state.revoked };
                     counter.fetch_add(partitions.len() as u64, Relaxed);
+                    metrics::partitions_assigned(workers.len());
                     drain(revoked, lost, drain_timeout).await;
                     let _ = drained.send(());
                 }
@@ -195,6 +199,7 @@ pub async fn run(
     state.draining.store(true, Relaxed);
     tracing::info!(partitions = workers.len(), "draining");
     drain(workers.into_values().collect(), false, drain_timeout).await;
+    metrics::partitions_assigned(0);
     if let Err(e) = consumer.commit_stored() {
         tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
     }
