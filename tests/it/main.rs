@@ -10,4 +10,5 @@ mod delivery;
 mod kafka_roundtrip;
 mod process;
 mod setup_topics;
+mod telemetry;
 mod tenants;
