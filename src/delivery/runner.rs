@@ -62,6 +62,13 @@ impl ReplicaState {
         self.table.is_restored() && self.joined.load(Relaxed) && !self.draining.load(Relaxed)
     }
 
+    /// Records that the group has been joined; logs it the first time.
+    fn mark_joined(&self) {
+        if !self.joined.swap(true, Relaxed) {
+            tracing::info!("joined the consumer group; ready");
+        }
+    }
+
     /// Partitions assigned to this replica since it started.
     pub fn partitions_assigned(&self) -> u64 {
         self.assigned.load(Relaxed)
@@ -152,13 +159,13 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = membership.tick(), if !state.joined.load(Relaxed) => {
                 if consumer.has_joined() {
-                    state.joined.store(true, Relaxed);
+                    state.mark_joined();
                 }
             }
             event = events.recv() => match event {
                 Some(GroupEvent::Assigned(partitions)) => {
                     state.assigned.fetch_add(partitions.len() as u64, Relaxed);
-                    state.joined.store(true, Relaxed);
+                    state.mark_joined();
                     for assigned in partitions {
                         let partition = assigned.handle.partition();
                         let stop = CancellationToken::new();
