@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
-
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
