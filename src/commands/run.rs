@@ -1,11 +1,12 @@
 //! `hookline run`: one consumer-group replica.
 //!
-//! First it opens the telemetry listener (`/healthz` answers from then on,
-//! `/readyz` says 503 until the replica is ready). Then it checks that the
-//! topics it needs are ready (it refuses to start when they are missing or
-//! wrong), runs the replica until SIGTERM or SIGINT, drains, commits and
-//! exits 0; a second signal exits at once. The listener outlives the drain,
-//! so probes see 503 rather than a refused connection while it lasts.
+//! Before anything else it checks that the topics it needs are ready (it
+//! refuses to start when they are missing or wrong). Then it opens the
+//! telemetry listener (`/readyz` says 503 until the tenant table is restored
+//! and the group joined), runs the replica until SIGTERM or SIGINT, drains,
+//! commits and exits 0; a second signal exits at once. The listener outlives
+//! the drain, so probes see 503 rather than a refused connection while it
+//! lasts.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,17 +27,31 @@ use crate::topology::{Topology, verify_ready};
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
+    let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
+    let admin = Admin::new(&config.kafka)?;
+    let cluster = admin.describe(&topology.names()).await?;
+    if let Err(problems) = verify_ready(&topology, &cluster) {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        bail!(
+            "the topics are not ready: {}; run `hookline setup-topics` to create or fix them",
+            problems.join("; ")
+        );
+    }
+
     let state = ReplicaState::default();
     let stop_telemetry = CancellationToken::new();
     let telemetry = serve_telemetry(&config, &state, stop_telemetry.clone()).await?;
-    let result = run_replica(args, &config, state).await;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let result = runner::run(&config, &topics(&topology), state, shutdown).await;
     stop_telemetry.cancel();
     match telemetry.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "telemetry listener failed"),
         Err(e) => tracing::warn!(error = %e, "telemetry listener panicked"),
     }
-    result
+    result.context("the replica stopped")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Binds `telemetry.listen`, logs the bound address (port 0 picks one) and
@@ -74,26 +89,6 @@ async fn serve_telemetry(
         },
     };
     Ok(tokio::spawn(server::serve(listener, endpoints, stop)))
-}
-
-async fn run_replica(args: RunArgs, config: &Config, state: ReplicaState) -> Result<ExitCode> {
-    let (topology, _) = super::load_topology(args.topology.as_deref(), config)?;
-    let admin = Admin::new(&config.kafka)?;
-    let cluster = admin.describe(&topology.names()).await?;
-    if let Err(problems) = verify_ready(&topology, &cluster) {
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        bail!(
-            "the topics are not ready: {}; run `hookline setup-topics` to create or fix them",
-            problems.join("; ")
-        );
-    }
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
-    runner::run(config, &topics(&topology), state, shutdown)
-        .await
-        .context("the replica stopped")?;
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn topics(topology: &Topology) -> Topics {
