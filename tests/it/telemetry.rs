@@ -201,6 +201,8 @@ async fn metrics_count_deliveries_dead_letters_and_attempts() {
     })
     .await;
     assert_eq!(receiver.received().len(), 6);
+    // Text logs into a pipe carry no colour codes.
+    assert!(!replica.stderr().contains('\x1b'), "{}", replica.stderr());
 }
 
 /// A receiver that answers 200 after holding each request for `hold`, and
