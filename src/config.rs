@@ -124,8 +124,13 @@ pub struct DeliveryConfig {
 
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
+    /// Address of the HTTP listener for `/metrics`, `/healthz` and
+    /// `/readyz` (default `127.0.0.1:9464`; port 0 picks a free port).
     pub listen: SocketAddr,
     pub log_format: LogFormat,
+    /// Adds a `tenant` label to the delivery counters (default `false`).
+    /// Off by default because every tenant multiplies the series.
+    pub tenant_labels: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -235,6 +240,7 @@ mod raw {
     pub struct Telemetry {
         pub listen: SocketAddr,
         pub log_format: LogFormat,
+        pub tenant_labels: bool,
     }
 
     #[derive(Debug, Deserialize)]
@@ -455,6 +461,7 @@ impl Config {
             telemetry: TelemetryConfig {
                 listen: raw.telemetry.listen,
                 log_format: raw.telemetry.log_format,
+                tenant_labels: raw.telemetry.tenant_labels,
             },
             schema_registry,
             api,
@@ -589,7 +596,18 @@ mod tests {
         assert_eq!(config.delivery.max_payload_bytes, 1_048_576);
         assert_eq!(config.telemetry.listen, "127.0.0.1:9464".parse().unwrap());
         assert_eq!(config.telemetry.log_format, LogFormat::Text);
+        assert!(!config.telemetry.tenant_labels);
         assert!(config.schema_registry.is_none());
+    }
+
+    #[test]
+    fn tenant_labels_are_opt_in() {
+        let config = load("[telemetry]\ntenant_labels = true\n").unwrap();
+        assert!(config.telemetry.tenant_labels);
+        let e = load("[telemetry]\ntenant_labels = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("telemetry.tenant_labels"), "{e}");
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //!   customers.
 //! - [`schema_registry`]: the Confluent-compatible schema registry client:
 //!   Avro writer schemas by id, and registering the event schema.
-//! - [`telemetry`]: log setup (and, later, metrics and health endpoints).
+//! - [`telemetry`]: log setup, metrics (names and recording in one place),
+//!   and the `/metrics`, `/healthz`, `/readyz` listener.
 //! - [`tenants`]: tenant configuration, starting with event-type patterns.
 //! - [`topology`]: the topology file, the pure plan that reconciles a
 //!   cluster with it, and the readiness check of `run`.

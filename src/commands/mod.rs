@@ -78,9 +78,3 @@ fn tenants_topic(config: &Config) -> Result<String> {
     let (topology, _) = load_topology(None, config)?;
     Ok(topology.tenants.name)
 }
-
-/// A command of the contract whose implementation has not landed yet. It
-/// says so and fails rather than pretending to work.
-fn not_available(command: &str) -> Result<ExitCode> {
-    anyhow::bail!("`hookline {command}` is not available yet")
-}

@@ -1,11 +1,15 @@
 //! `hookline run`: one consumer-group replica.
 //!
-//! Before anything else it checks that the topics it needs are ready
-//! (it refuses to start when they are missing or wrong). Then it runs the
-//! replica until SIGTERM or SIGINT, drains, commits and exits 0; a second
-//! signal exits at once.
+//! Before anything else it checks that the topics it needs are ready (it
+//! refuses to start when they are missing or wrong). Then it opens the
+//! telemetry listener (`/readyz` says 503 until the tenant table is restored
+//! and the group joined), runs the replica until SIGTERM or SIGINT, drains,
+//! commits and exits 0; a second signal exits at once. The listener outlives
+//! the drain, so probes see 503 rather than a refused connection while it
+//! lasts.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +18,8 @@ use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::delivery::runner::{self, ReplicaState, Topics};
 use crate::kafka::admin::Admin;
+use crate::telemetry::metrics;
+use crate::telemetry::server::{self, Endpoints};
 use crate::topology::{Topology, verify_ready};
 
 /// Exit code of a second signal during the drain (128 + SIGINT, as shells
@@ -32,17 +38,57 @@ pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
         );
     }
 
+    let state = ReplicaState::default();
+    let stop_telemetry = CancellationToken::new();
+    let telemetry = serve_telemetry(&config, &state, stop_telemetry.clone()).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    runner::run(
-        &config,
-        &topics(&topology),
-        ReplicaState::default(),
-        shutdown,
-    )
-    .await
-    .context("the replica stopped")?;
+    let result = runner::run(&config, &topics(&topology), state, shutdown).await;
+    stop_telemetry.cancel();
+    match telemetry.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "telemetry listener failed"),
+        Err(e) => tracing::warn!(error = %e, "telemetry listener panicked"),
+    }
+    result.context("the replica stopped")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `telemetry.listen`, logs the bound address (port 0 picks one) and
+/// serves the endpoints until `stop`.
+async fn serve_telemetry(
+    config: &Config,
+    state: &ReplicaState,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let handle = metrics::install()?;
+    let listener = tokio::net::TcpListener::bind(config.telemetry.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (telemetry.listen)",
+                config.telemetry.listen
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the telemetry address")?;
+    tracing::info!("telemetry listening on {addr}");
+    let endpoints = Endpoints {
+        metrics: handle,
+        ready: {
+            let state = state.clone();
+            Arc::new(move || state.is_ready())
+        },
+        refresh: {
+            let table = state.table.clone();
+            Arc::new(move || {
+                let stats = table.stats();
+                metrics::tenants(stats.tenants, stats.invalid);
+            })
+        },
+    };
+    Ok(tokio::spawn(server::serve(listener, endpoints, stop)))
 }
 
 pub(super) fn topics(topology: &Topology) -> Topics {

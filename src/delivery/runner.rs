@@ -25,6 +25,7 @@ use crate::events::EventDecoder;
 use crate::kafka::group::{GroupConsumer, GroupEvent};
 use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::TableReader;
+use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::TenantTable;
 use crate::tenants::sync;
 
@@ -59,6 +60,13 @@ impl ReplicaState {
     /// Ready = tenant table restored, group joined, not draining.
     pub fn is_ready(&self) -> bool {
         self.table.is_restored() && self.joined.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+
+    /// Records that the group has been joined; logs it the first time.
+    fn mark_joined(&self) {
+        if !self.joined.swap(true, Relaxed) {
+            tracing::info!("joined the consumer group; ready");
+        }
     }
 
     /// Partitions assigned to this replica since it started.
@@ -135,6 +143,7 @@ pub async fn run(
         decoder: EventDecoder::new(config.schema_registry.as_ref())?,
         dead_letters: DeadLetterWriter::new(producer, &topics.dlq),
         max_payload_bytes: config.delivery.max_payload_bytes,
+        metrics: DeliveryMetrics::new(config.telemetry.tenant_labels),
     });
 
     let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
@@ -150,13 +159,13 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = membership.tick(), if !state.joined.load(Relaxed) => {
                 if consumer.has_joined() {
-                    state.joined.store(true, Relaxed);
+                    state.mark_joined();
                 }
             }
             event = events.recv() => match event {
                 Some(GroupEvent::Assigned(partitions)) => {
                     state.assigned.fetch_add(partitions.len() as u64, Relaxed);
-                    state.joined.store(true, Relaxed);
+                    state.mark_joined();
                     for assigned in partitions {
                         let partition = assigned.handle.partition();
                         let stop = CancellationToken::new();
@@ -175,6 +184,7 @@ pub async fn run(
                             old.abort.cancel();
                         }
                     }
+                    metrics::partitions_assigned(workers.len());
                 }
                 Some(GroupEvent::Revoked { partitions, lost, drained }) => {
                     let revoked: Vec<Worker> = partitions
@@ -184,6 +194,7 @@ pub async fn run(
                     tracing::info!(?partitions, lost, "partitions revoked");
                     let counter = if lost { &state.lost } else { &state.revoked };
                     counter.fetch_add(partitions.len() as u64, Relaxed);
+                    metrics::partitions_assigned(workers.len());
                     drain(revoked, lost, drain_timeout).await;
                     let _ = drained.send(());
                 }
@@ -195,6 +206,7 @@ pub async fn run(
     state.draining.store(true, Relaxed);
     tracing::info!(partitions = workers.len(), "draining");
     drain(workers.into_values().collect(), false, drain_timeout).await;
+    metrics::partitions_assigned(0);
     if let Err(e) = consumer.commit_stored() {
         tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
     }

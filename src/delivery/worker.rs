@@ -9,8 +9,10 @@
 //! again, with the same `webhook-id`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -22,6 +24,7 @@ use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
 use crate::crypto::signature::unix_seconds;
 use crate::events::{Event, EventDecoder, RecordParts};
 use crate::kafka::group::{OwnedRecord, PartitionHandle, PartitionQueue};
+use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::{Tenant, TenantEntry, TenantTable};
 
 /// Backoffs at least this long pause the partition's fetching.
@@ -36,6 +39,7 @@ pub struct Pipeline {
     pub decoder: EventDecoder,
     pub dead_letters: DeadLetterWriter,
     pub max_payload_bytes: usize,
+    pub metrics: DeliveryMetrics,
 }
 
 /// How a record ended.
@@ -47,6 +51,20 @@ pub enum Outcome {
     DeadLettered(DlqReason),
 }
 
+impl Outcome {
+    /// The `outcome` label of `hookline_deliveries_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Filtered => "filtered",
+            Outcome::DeadLettered(_) => "dead_lettered",
+        }
+    }
+}
+
+/// How often a worker samples its partition's consumer lag.
+const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Works on one partition until `stop` or `abort` is cancelled or the
 /// partition turns out to be no longer assigned.
 pub async fn run_partition(
@@ -57,6 +75,7 @@ pub async fn run_partition(
     abort: CancellationToken,
 ) {
     let mut progress = PartitionProgress::new();
+    let lag = LagSampler::start(handle.clone());
     loop {
         let record = tokio::select! {
             biased;
@@ -71,11 +90,15 @@ pub async fn run_partition(
             }
         };
         progress.start(record.offset);
+        lag.at(record.offset);
+        // Identifiers only: the payload, the key and the tenant's secrets
+        // never go into a span or an event.
         let span = tracing::info_span!(
             "delivery",
             partition = record.partition,
             offset = record.offset,
             tenant = tracing::field::Empty,
+            attempt = tracing::field::Empty,
         );
         let outcome = pipeline
             .process(&record, &handle, &stop, &abort)
@@ -98,6 +121,7 @@ pub async fn run_partition(
                     tracing::warn!(partition = record.partition, error = %e, "partition lost; stopping its worker");
                     return;
                 }
+                lag.at(record.offset + 1);
             }
             Err(Abandoned) => return,
         }
@@ -158,9 +182,14 @@ impl Pipeline {
             .await;
         if paused {
             handle.resume();
+            metrics::backoff_ended();
         }
         match result? {
-            Ended::Outcome(outcome) => Ok(outcome),
+            Ended::Outcome(outcome) => {
+                self.metrics
+                    .delivery_finished(outcome.label(), Some(&event.tenant));
+                Ok(outcome)
+            }
             Ended::DeadLetter(letter) => self.dead_letter(record, letter, abort).await,
         }
     }
@@ -220,6 +249,8 @@ impl Pipeline {
             };
 
             let started = attempts.begin();
+            tracing::Span::current().record("attempt", attempts.count);
+            let clock = Instant::now();
             let outcome = match tenant.recipient.encrypt(&plaintext) {
                 Ok(body) => {
                     let timestamp = unix_seconds(started);
@@ -246,13 +277,24 @@ impl Pipeline {
                 },
             };
             attempts.last_status = outcome.status().or(attempts.last_status);
-            tracing::debug!(attempt = attempts.count, %outcome, "attempt");
+            tracing::debug!(%outcome, "attempt");
+            self.metrics.attempt_finished(
+                outcome.result_label(),
+                clock.elapsed(),
+                Some(&event.tenant),
+            );
 
             match self
                 .policy
                 .decide(&outcome, attempts.count, random_jitter())
             {
-                RetryAction::Delivered { .. } => return Ok(Ended::Outcome(Outcome::Delivered)),
+                RetryAction::Delivered { .. } => {
+                    // A producer clock ahead of ours gives a negative
+                    // latency, recorded as zero.
+                    let latency = OffsetDateTime::now_utc() - event.occurred_at;
+                    metrics::end_to_end_latency(latency.try_into().unwrap_or_default());
+                    return Ok(Ended::Outcome(Outcome::Delivered));
+                }
                 RetryAction::DeadLetter(reason) => {
                     let l = letter(reason, outcome.to_string()).with_status(attempts.last_status);
                     return Ok(Ended::DeadLetter(attempts.stamp(l)));
@@ -265,6 +307,7 @@ impl Pipeline {
                         // prefetched and fetches it again.
                         handle.pause();
                         *paused = true;
+                        metrics::backoff_started();
                     }
                     tracing::info!(attempt = attempts.count, %outcome, retry_in = ?delay, "delivery failed; backing off");
                     tokio::select! {
@@ -300,6 +343,7 @@ impl Pipeline {
                     None => {
                         if waits == 0 {
                             handle.pause();
+                            metrics::backoff_started();
                         }
                         waits += 1;
                         let delay = self.policy.backoff(waits, random_jitter());
@@ -315,6 +359,7 @@ impl Pipeline {
         };
         if waits > 0 {
             handle.resume();
+            metrics::backoff_ended();
         }
         match result {
             Ok(event) => Ok(Ok(event)),
@@ -331,7 +376,16 @@ impl Pipeline {
     ) -> Result<Outcome, Abandoned> {
         tracing::warn!(reason = %letter.reason, error = %letter.error, "dead-lettering");
         self.dead_letters.write(record, &letter, abort).await?;
-        Ok(Outcome::DeadLettered(letter.reason))
+        // Only tenants in the table may become label values: a record key
+        // naming no tenant is whatever a producer wrote.
+        let tenant = letter
+            .tenant
+            .as_deref()
+            .filter(|t| self.table.get(t).is_some());
+        self.metrics.dead_lettered(letter.reason.as_str(), tenant);
+        let outcome = Outcome::DeadLettered(letter.reason);
+        self.metrics.delivery_finished(outcome.label(), tenant);
+        Ok(outcome)
     }
 }
 
@@ -363,6 +417,62 @@ impl Attempts {
             (Some(first), Some(last)) => letter.with_attempts(self.count, first, last),
             _ => letter,
         }
+    }
+}
+
+/// Samples the consumer lag of one partition every
+/// [`LAG_SAMPLE_INTERVAL`] from the worker's position; stops (and reports
+/// no lag for the partition) when dropped with its worker.
+struct LagSampler {
+    /// The next offset the worker will finish, -1 before the first record.
+    position: Arc<AtomicI64>,
+    partition: i32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LagSampler {
+    fn start(handle: PartitionHandle) -> Self {
+        let position = Arc::new(AtomicI64::new(-1));
+        let partition = handle.partition();
+        let task = tokio::spawn({
+            let position = position.clone();
+            async move {
+                let mut tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let next = position.load(Ordering::Relaxed);
+                    if next < 0 {
+                        continue;
+                    }
+                    // Asking the broker for the watermark blocks.
+                    let handle = handle.clone();
+                    if let Ok(Some(lag)) =
+                        tokio::task::spawn_blocking(move || handle.lag(next)).await
+                    {
+                        metrics::consumer_lag(partition, lag);
+                    }
+                }
+            }
+        });
+        Self {
+            position,
+            partition,
+            task,
+        }
+    }
+
+    /// The worker's position: the offset it works on, or the next one.
+    fn at(&self, offset: i64) {
+        self.position.store(offset, Ordering::Relaxed);
+    }
+}
+
+impl Drop for LagSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+        // The partition may have moved to another replica, which reports
+        // its lag from now on.
+        metrics::consumer_lag(self.partition, 0);
     }
 }
 

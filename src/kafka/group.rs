@@ -110,6 +110,10 @@ impl PartitionQueue {
     }
 }
 
+/// How long [`PartitionHandle::lag`] waits for the high watermark (a
+/// zero timeout never gets the broker's answer).
+pub const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Per-partition operations on the consumer: offsets and flow control.
 #[derive(Clone)]
 pub struct PartitionHandle {
@@ -147,13 +151,14 @@ impl PartitionHandle {
         }
     }
 
-    /// Consumer lag: high watermark minus the next offset to process, when
-    /// both are known from the local statistics.
+    /// Consumer lag: high watermark minus the next offset to process, or
+    /// `None` when the broker does not tell the watermark in time. Asks the
+    /// partition's leader, so it blocks for up to [`WATERMARK_TIMEOUT`].
     pub fn lag(&self, next_offset: i64) -> Option<i64> {
         let (_, high) = self
             .consumer
             .client()
-            .fetch_watermarks(&self.topic, self.partition, Duration::ZERO)
+            .fetch_watermarks(&self.topic, self.partition, WATERMARK_TIMEOUT)
             .ok()?;
         Some((high - next_offset).max(0))
     }

@@ -2,6 +2,8 @@
 //! for log collectors. Logs go to stderr so that commands that print results
 //! (`tenants get`, `receive`) keep stdout clean.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -17,8 +19,11 @@ pub fn init_logging(format: LogFormat) {
 pub fn init_logging_with_default(format: LogFormat, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colour codes only help a person at a terminal; in a file or a log
+    // collector they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialisation (tests that run several commands in one
     // process) keeps the first subscriber; that is not an error.

@@ -16,4 +16,5 @@ mod process;
 mod security;
 mod setup_topics;
 mod soak;
+mod telemetry;
 mod tenants;

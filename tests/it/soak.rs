@@ -108,7 +108,11 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let seq: u64 = id.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    let seq: u64 = id
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX);
     let mut seen = state.seen.lock().unwrap();
     seen.answers_2xx += 1;
     if seen.delivered.insert(id) {
@@ -184,7 +188,11 @@ async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
         command
     };
     let status = command(&["setup-topics"]).output().unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 
     let tenants: Vec<String> = (0..size.tenants).map(|i| format!("soak{i}")).collect();
     let key = hookline::crypto::PrivateKey::generate(2048).unwrap();
@@ -325,7 +333,8 @@ async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
             let reason_ok = r.header("dlq.reason") == Some("retries_exhausted");
             let tenant_ok = r.header("dlq.tenant").map(str::as_bytes) == r.key.as_deref();
             let origin_ok = r.header("dlq.topic") == Some(topics.events.as_str())
-                && r.header("dlq.offset").is_some_and(|o| o.parse::<i64>().is_ok());
+                && r.header("dlq.offset")
+                    .is_some_and(|o| o.parse::<i64>().is_ok());
             let attempts_ok = r.header("dlq.attempts") == Some("6");
             !(reason_ok && tenant_ok && origin_ok && attempts_ok)
         })
@@ -369,6 +378,9 @@ async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
     kafka("down", port);
 
     assert!(lost.is_empty(), "lost events: {lost:?}");
-    assert_eq!(order_violations, 0, "first deliveries out of produced order");
+    assert_eq!(
+        order_violations, 0,
+        "first deliveries out of produced order"
+    );
     assert_eq!(bad_headers, 0, "dead letters with wrong headers");
 }

@@ -1,0 +1,44 @@
+# hookline container image: a build stage with the toolchain and the headers
+# librdkafka compiles against, and a small runtime stage that runs as an
+# unprivileged user.
+#
+#   docker build -t hookline .
+#   docker run --rm -e HOOKLINE__KAFKA__BOOTSTRAP_SERVERS=kafka:9092 -p 9464:9464 hookline
+#
+# The default command is `hookline run`; any other command works the same
+# way (`docker run --rm hookline setup-topics --dry-run`).
+
+FROM rust:1.88-bookworm AS builder
+# librdkafka is built from source (rdkafka's cmake-build feature) with TLS,
+# SASL (SCRAM, GSSAPI through Cyrus SASL), zlib and zstd.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin hookline \
+    && cp target/release/hookline /usr/local/bin/hookline
+
+FROM debian:bookworm-slim
+# The shared libraries the binary links against, and CA certificates for
+# HTTPS webhooks and TLS to Kafka.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates libssl3 libsasl2-2 libsasl2-modules zlib1g libzstd1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hookline
+COPY --from=builder /usr/local/bin/hookline /usr/local/bin/hookline
+# `config/hookline.toml` is read from the working directory when present and
+# is the same as the built-in defaults; mount another file over it, or set
+# HOOKLINE__SECTION__KEY variables.
+WORKDIR /app
+COPY config/ config/
+COPY topology/ topology/
+# In a container the telemetry listener must be reachable from outside.
+ENV HOOKLINE__TELEMETRY__LISTEN=0.0.0.0:9464 \
+    HOOKLINE__TELEMETRY__LOG_FORMAT=json
+EXPOSE 9464
+USER 10001
+ENTRYPOINT ["/usr/local/bin/hookline"]
+CMD ["run"]

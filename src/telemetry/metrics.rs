@@ -1,0 +1,248 @@
+//! Every metric hookline exports: its name, labels, buckets and the one
+//! function that records it. Other modules call these functions and never
+//! name a metric themselves, so the exported set (DESIGN §10) is readable in
+//! one file.
+//!
+//! Label values are `&'static str` from closed sets (`Outcome::label`,
+//! `AttemptOutcome::result_label`, `DlqReason::as_str`) or partition numbers;
+//! a `tenant` label is added only when `telemetry.tenant_labels` is on, and
+//! only for tenants present in the tenant table.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Records finished, by `outcome`: `delivered`, `dead_lettered`, `filtered`.
+pub const DELIVERIES_TOTAL: &str = "hookline_deliveries_total";
+/// HTTP attempts, by `result` (`AttemptOutcome::result_label`).
+pub const DELIVERY_ATTEMPTS_TOTAL: &str = "hookline_delivery_attempts_total";
+/// Records written to the dead-letter topic, by `reason` (`dlq.reason`).
+pub const DEAD_LETTERS_TOTAL: &str = "hookline_dead_letters_total";
+/// Duration of one HTTP attempt, in seconds.
+pub const DELIVERY_ATTEMPT_DURATION_SECONDS: &str = "hookline_delivery_attempt_duration_seconds";
+/// From the event's timestamp to the 2xx answer, in seconds.
+pub const END_TO_END_LATENCY_SECONDS: &str = "hookline_end_to_end_latency_seconds";
+/// Entries in the tenant table (valid and invalid records).
+pub const TENANTS: &str = "hookline_tenants";
+/// Entries in the tenant table whose record does not validate.
+pub const TENANTS_INVALID: &str = "hookline_tenants_invalid";
+/// Partitions of the events topic assigned to this replica.
+pub const PARTITIONS_ASSIGNED: &str = "hookline_partitions_assigned";
+/// Assigned partitions whose worker is waiting (backoff, or a schema
+/// registry that cannot be reached).
+pub const PARTITIONS_BACKING_OFF: &str = "hookline_partitions_backing_off";
+/// High watermark minus the worker's position, by `partition`.
+pub const CONSUMER_LAG: &str = "hookline_consumer_lag";
+
+/// Buckets of one attempt: a quick receiver answers in milliseconds, the
+/// default `delivery.timeout` is 30 s.
+const ATTEMPT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Buckets of the end-to-end latency: from a fresh event (tens of
+/// milliseconds) to one that waited out a long backoff or an outage (hours).
+const END_TO_END_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    21600.0, 86400.0,
+];
+
+/// The metrics recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the metrics recorder: {0}")]
+pub struct MetricsError(#[source] BuildError);
+
+/// Installs the process-wide Prometheus recorder and returns the handle that
+/// renders it. A second call returns the first handle: the `metrics` facade
+/// has one global recorder per process, and tests start several replicas in
+/// one process.
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    // The handle is the only global: the facade's recorder is global by
+    // design, and this keeps installing it idempotent.
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(DELIVERY_ATTEMPT_DURATION_SECONDS.to_string()),
+            ATTEMPT_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(END_TO_END_LATENCY_SECONDS.to_string()),
+                END_TO_END_BUCKETS,
+            )
+        })
+        .map_err(MetricsError)?
+        .install_recorder();
+    let handle = match handle {
+        Ok(handle) => handle,
+        // Another thread won the race to install; use its handle.
+        Err(e) => return HANDLE.get().cloned().ok_or(MetricsError(e)),
+    };
+    describe();
+    // Gauges start at zero so that dashboards and alerts see them before the
+    // first assignment.
+    gauge!(PARTITIONS_ASSIGNED).set(0.0);
+    gauge!(PARTITIONS_BACKING_OFF).set(0.0);
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+fn describe() {
+    describe_counter!(
+        DELIVERIES_TOTAL,
+        "Records carried to an outcome: delivered, dead_lettered or filtered."
+    );
+    describe_counter!(DELIVERY_ATTEMPTS_TOTAL, "HTTP delivery attempts by result.");
+    describe_counter!(
+        DEAD_LETTERS_TOTAL,
+        "Records written to the dead-letter topic by reason."
+    );
+    describe_histogram!(
+        DELIVERY_ATTEMPT_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one HTTP delivery attempt."
+    );
+    describe_histogram!(
+        END_TO_END_LATENCY_SECONDS,
+        metrics::Unit::Seconds,
+        "From the event's timestamp to the receiver's 2xx answer."
+    );
+    describe_gauge!(TENANTS, "Entries in the tenant table.");
+    describe_gauge!(TENANTS_INVALID, "Tenant records that do not validate.");
+    describe_gauge!(
+        PARTITIONS_ASSIGNED,
+        "Partitions of the events topic assigned to this replica."
+    );
+    describe_gauge!(
+        PARTITIONS_BACKING_OFF,
+        "Assigned partitions waiting before their next attempt."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Records between this replica's position and the high watermark, per partition."
+    );
+}
+
+/// The delivery counters, labelled as `telemetry.tenant_labels` says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryMetrics {
+    tenant_labels: bool,
+}
+
+impl DeliveryMetrics {
+    pub fn new(tenant_labels: bool) -> Self {
+        Self { tenant_labels }
+    }
+
+    /// A record reached its outcome (`delivered`, `dead_lettered`,
+    /// `filtered`). `tenant` is `None` when the record names no known tenant.
+    pub fn delivery_finished(&self, outcome: &'static str, tenant: Option<&str>) {
+        match self.tenant(tenant) {
+            Some(t) => counter!(DELIVERIES_TOTAL, "outcome" => outcome, "tenant" => t),
+            None => counter!(DELIVERIES_TOTAL, "outcome" => outcome),
+        }
+        .increment(1);
+    }
+
+    /// One HTTP attempt ended with `result` after `duration`.
+    pub fn attempt_finished(&self, result: &'static str, duration: Duration, tenant: Option<&str>) {
+        match self.tenant(tenant) {
+            Some(t) => counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result, "tenant" => t),
+            None => counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result),
+        }
+        .increment(1);
+        histogram!(DELIVERY_ATTEMPT_DURATION_SECONDS).record(duration.as_secs_f64());
+    }
+
+    /// A record was written to the dead-letter topic for `reason`.
+    pub fn dead_lettered(&self, reason: &'static str, tenant: Option<&str>) {
+        match self.tenant(tenant) {
+            Some(t) => counter!(DEAD_LETTERS_TOTAL, "reason" => reason, "tenant" => t),
+            None => counter!(DEAD_LETTERS_TOTAL, "reason" => reason),
+        }
+        .increment(1);
+    }
+
+    fn tenant(&self, tenant: Option<&str>) -> Option<String> {
+        tenant.filter(|_| self.tenant_labels).map(str::to_owned)
+    }
+}
+
+/// A delivery was answered with a 2xx `latency` after its event's timestamp
+/// (zero when the producer's clock is ahead).
+pub fn end_to_end_latency(latency: Duration) {
+    histogram!(END_TO_END_LATENCY_SECONDS).record(latency.as_secs_f64());
+}
+
+/// The tenant table holds `tenants` entries, `invalid` of them invalid.
+pub fn tenants(tenants: usize, invalid: usize) {
+    gauge!(TENANTS).set(tenants as f64);
+    gauge!(TENANTS_INVALID).set(invalid as f64);
+}
+
+/// This replica now owns `partitions` partitions of the events topic.
+pub fn partitions_assigned(partitions: usize) {
+    gauge!(PARTITIONS_ASSIGNED).set(partitions as f64);
+}
+
+/// A partition's worker started waiting; pair with [`backoff_ended`].
+pub fn backoff_started() {
+    gauge!(PARTITIONS_BACKING_OFF).increment(1.0);
+}
+
+/// A partition's worker stopped waiting.
+pub fn backoff_ended() {
+    gauge!(PARTITIONS_BACKING_OFF).decrement(1.0);
+}
+
+/// `partition` is `lag` records behind its high watermark.
+pub fn consumer_lag(partition: i32, lag: i64) {
+    gauge!(CONSUMER_LAG, "partition" => partition.to_string()).set(lag as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The label values, and the tenant label's opt-in, as rendered. The
+    /// tenant names are unique to this test: the recorder is global.
+    #[test]
+    fn tenant_label_only_when_enabled() {
+        let handle = install().unwrap();
+        DeliveryMetrics::new(false).delivery_finished("delivered", Some("unit-off"));
+        DeliveryMetrics::new(true).delivery_finished("filtered", Some("unit-on"));
+        DeliveryMetrics::new(true).dead_lettered("unknown_tenant", None);
+        let text = handle.render();
+        assert!(!text.contains("unit-off"), "{text}");
+        assert!(
+            text.contains(r#"hookline_deliveries_total{outcome="filtered",tenant="unit-on"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hookline_dead_letters_total{reason="unknown_tenant"}"#),
+            "{text}"
+        );
+        assert!(text.contains("hookline_partitions_assigned 0"), "{text}");
+    }
+
+    #[test]
+    fn install_twice_returns_the_same_recorder() {
+        let first = install().unwrap();
+        let second = install().unwrap();
+        consumer_lag(9_999, 7);
+        assert!(
+            first
+                .render()
+                .contains(r#"hookline_consumer_lag{partition="9999"} 7"#)
+        );
+        assert!(
+            second
+                .render()
+                .contains(r#"hookline_consumer_lag{partition="9999"} 7"#)
+        );
+    }
+}
