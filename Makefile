@@ -48,6 +48,10 @@ test: up ## Run unit, integration and interoperability tests against the local s
 	bash tests/api/schemathesis.sh
 	bash tests/interop/run.sh
 
+.PHONY: soak
+soak: ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart
+	HOOKLINE_SOAK=full $(CARGO) test --release --test it soak -- --nocapture
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --check
