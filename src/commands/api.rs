@@ -53,18 +53,10 @@ pub async fn run(args: ApiArgs, config: Config) -> Result<ExitCode> {
 /// SIGTERM or SIGINT stops accepting connections and lets requests in
 /// flight finish.
 async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the API with SIGKILL");
+    let Some(mut signals) = super::Signals::install("the API") else {
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    signals.next().await;
     tracing::info!("shutdown requested");
     shutdown.cancel();
 }

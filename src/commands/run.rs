@@ -102,24 +102,13 @@ pub(super) fn topics(topology: &Topology) -> Topics {
 /// The first SIGTERM or SIGINT starts the drain; the second ends the
 /// process at once (offsets not yet committed are delivered again later).
 async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the replica with SIGKILL");
+    let Some(mut signals) = super::Signals::install("the replica") else {
         return;
     };
-    for round in 0..2 {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        if round == 0 {
-            tracing::info!("shutdown requested; draining (signal again to exit at once)");
-            shutdown.cancel();
-        }
-    }
+    signals.next().await;
+    tracing::info!("shutdown requested; draining (signal again to exit at once)");
+    shutdown.cancel();
+    signals.next().await;
     tracing::warn!("second signal; exiting without draining");
     std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
