@@ -77,35 +77,8 @@ PID_FILE=$RUN_DIR/apicurio.pid
 # so a mistyped APICURIO_RUN_DIR can never wipe unrelated files.
 RUN_MARKER=$RUN_DIR/.hookline-apicurio-run
 
-if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
-  JAVA=$JAVA_HOME/bin/java
-else
-  JAVA=java
-fi
-
-now_ms() { date +%s%3N; }
-elapsed_since() { # start_ms -> "12.3s"
-  local ms=$(($(now_ms) - $1))
-  printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100))
-}
-
-require_java() {
-  command -v "$JAVA" >/dev/null 2>&1 || die "java not found (install a JDK 17+ or set JAVA_HOME)"
-  local major
-  major=$("$JAVA" -version 2>&1 | sed -n '1s/.*version "\([0-9]*\).*/\1/p')
-  [[ -n $major ]] || die "cannot determine the Java version of $JAVA"
-  ((major >= 17)) || die "Apicurio Registry $APICURIO_VERSION needs Java 17+, found Java $major ($JAVA)"
-}
-
-# Serialises lifecycle commands per registry so that parallel test jobs
-# calling 'up' at the same time end up sharing one registry.
-take_lock() {
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$CACHE_DIR"
-  exec 9>"$1"
-  flock -w $((APICURIO_START_TIMEOUT + APICURIO_STOP_TIMEOUT + 600)) 9 ||
-    die "timed out waiting for lock $1 (another apicurio.sh still running?)"
-}
+# shellcheck source=testcontainers/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- distribution ------------------------------------------------------------
 
@@ -129,7 +102,7 @@ ensure_app() {
   if [[ -f $marker && $(<"$marker") == "$stamp" ]]; then
     return 0
   fi
-  take_lock "$CACHE_DIR/apicurio-$APICURIO_VERSION.lock"
+  take_lock "$CACHE_DIR/apicurio-$APICURIO_VERSION.lock" "$((APICURIO_START_TIMEOUT + APICURIO_STOP_TIMEOUT + 600))"
   # Another process may have finished the download while we waited.
   if [[ -f $marker && $(<"$marker") == "$stamp" ]]; then
     return 0
@@ -307,9 +280,9 @@ reuse_running() { # t0_ms
 start_registry() { # fresh(0|1)
   local t0
   t0=$(now_ms)
-  require_java
+  require_java "Apicurio Registry $APICURIO_VERSION"
   ensure_app
-  take_lock "$CACHE_DIR/apicurio-run-$APICURIO_PORT.lock"
+  take_lock "$CACHE_DIR/apicurio-run-$APICURIO_PORT.lock" "$((APICURIO_START_TIMEOUT + APICURIO_STOP_TIMEOUT + 600))"
   if registry_pid; then
     reuse_running "$t0"
     return 0
@@ -326,7 +299,7 @@ start_registry() { # fresh(0|1)
 }
 
 cmd_stop() {
-  take_lock "$CACHE_DIR/apicurio-run-$APICURIO_PORT.lock"
+  take_lock "$CACHE_DIR/apicurio-run-$APICURIO_PORT.lock" "$((APICURIO_START_TIMEOUT + APICURIO_STOP_TIMEOUT + 600))"
   if registry_pid; then
     stop_registry
     log "stopped (registered schemas were in memory and are gone)"
@@ -337,7 +310,7 @@ cmd_stop() {
 }
 
 cmd_down() {
-  take_lock "$CACHE_DIR/apicurio-run-$APICURIO_PORT.lock"
+  take_lock "$CACHE_DIR/apicurio-run-$APICURIO_PORT.lock" "$((APICURIO_START_TIMEOUT + APICURIO_STOP_TIMEOUT + 600))"
   stop_registry
   wipe_run_dir
   log "down (removed $RUN_DIR)"

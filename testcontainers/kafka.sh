@@ -86,35 +86,8 @@ PID_FILE=$RUN_DIR/kafka.pid
 # so a mistyped KAFKA_RUN_DIR can never wipe unrelated files.
 RUN_MARKER=$RUN_DIR/.hookline-kafka-run
 
-if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
-  JAVA=$JAVA_HOME/bin/java
-else
-  JAVA=java
-fi
-
-now_ms() { date +%s%3N; }
-elapsed_since() { # start_ms -> "12.3s"
-  local ms=$(($(now_ms) - $1))
-  printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100))
-}
-
-require_java() {
-  command -v "$JAVA" >/dev/null 2>&1 || die "java not found (install a JDK 17+ or set JAVA_HOME)"
-  local major
-  major=$("$JAVA" -version 2>&1 | sed -n '1s/.*version "\([0-9]*\).*/\1/p')
-  [[ -n $major ]] || die "cannot determine the Java version of $JAVA"
-  ((major >= 17)) || die "Kafka $KAFKA_VERSION needs Java 17+, found Java $major ($JAVA)"
-}
-
-# Serialises lifecycle commands per broker so that parallel test jobs calling
-# 'up' at the same time end up sharing one broker instead of racing.
-take_lock() {
-  command -v flock >/dev/null 2>&1 || return 0
-  mkdir -p "$CACHE_DIR"
-  exec 9>"$1"
-  flock -w $((KAFKA_START_TIMEOUT + KAFKA_STOP_TIMEOUT + 600)) 9 ||
-    die "timed out waiting for lock $1 (another kafka.sh still running?)"
-}
+# shellcheck source=testcontainers/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- jars --------------------------------------------------------------------
 
@@ -124,7 +97,7 @@ ensure_libs() {
   if [[ -f $marker && $(<"$marker") == "$stamp" ]]; then
     return 0
   fi
-  take_lock "$CACHE_DIR/kafka-$KAFKA_VERSION.lock"
+  take_lock "$CACHE_DIR/kafka-$KAFKA_VERSION.lock" "$((KAFKA_START_TIMEOUT + KAFKA_STOP_TIMEOUT + 600))"
   # Another process may have finished the download while we waited.
   if [[ -f $marker && $(<"$marker") == "$stamp" ]]; then
     return 0
@@ -386,9 +359,9 @@ reuse_running() { # t0_ms
 cmd_up() {
   local t0
   t0=$(now_ms)
-  require_java
+  require_java "Kafka $KAFKA_VERSION"
   ensure_libs
-  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock"
+  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock" "$((KAFKA_START_TIMEOUT + KAFKA_STOP_TIMEOUT + 600))"
   if broker_pid; then
     reuse_running "$t0"
     return 0
@@ -407,9 +380,9 @@ cmd_up() {
 cmd_start() {
   local t0
   t0=$(now_ms)
-  require_java
+  require_java "Kafka $KAFKA_VERSION"
   ensure_libs
-  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock"
+  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock" "$((KAFKA_START_TIMEOUT + KAFKA_STOP_TIMEOUT + 600))"
   if broker_pid; then
     reuse_running "$t0"
     return 0
@@ -437,7 +410,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock"
+  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock" "$((KAFKA_START_TIMEOUT + KAFKA_STOP_TIMEOUT + 600))"
   if broker_pid; then
     stop_broker
     log "stopped (data kept in $RUN_DIR)"
@@ -448,7 +421,7 @@ cmd_stop() {
 }
 
 cmd_down() {
-  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock"
+  take_lock "$CACHE_DIR/kafka-run-$KAFKA_PORT.lock" "$((KAFKA_START_TIMEOUT + KAFKA_STOP_TIMEOUT + 600))"
   stop_broker
   wipe_run_dir
   log "down (removed $RUN_DIR)"
@@ -479,7 +452,7 @@ cmd_logs() {
 
 cmd_run_class() {
   (($# >= 1)) || die "run-class needs a class name, e.g. org.apache.kafka.tools.TopicCommand"
-  require_java
+  require_java "Kafka $KAFKA_VERSION"
   ensure_libs
   run_class "$@"
 }
