@@ -601,7 +601,7 @@ impl Bench {
         let restore_ms = std::fs::read_to_string(&log).ok().and_then(|text| {
             text.lines()
                 .find(|l| l.contains("tenant table restored"))
-                .and_then(|l| log_field(l, "elapsed_ms"))
+                .and_then(|l| log_field(l, "total_ms"))
         });
         kafka::delete_topics(&setup.topics).await;
         let _ = std::fs::remove_dir_all(&setup.dir);
