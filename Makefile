@@ -53,7 +53,7 @@ soak: ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze,
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it soak -- --nocapture
 
 .PHONY: bench
-bench: up ## Benchmarks (about 8 minutes; BENCH_ARGS=--quick for a 1-minute look): table + target/bench/results.json
+bench: up ## Benchmarks (about 3 minutes after the build; BENCH_ARGS=--quick for 30 s): table + target/bench/results.json
 	$(CARGO) build --release --bins
 	$(CARGO) run --release --quiet --bin hookline-bench -- $(BENCH_ARGS)
 
