@@ -52,6 +52,11 @@ test: up ## Run unit, integration and interoperability tests against the local s
 soak: ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it soak -- --nocapture
 
+.PHONY: bench
+bench: up ## Benchmarks (about 3 minutes after the build; BENCH_ARGS=--quick for 30 s): table + target/bench/results.json
+	$(CARGO) build --release --bins
+	$(CARGO) run --release --quiet --bin hookline-bench -- $(BENCH_ARGS)
+
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --check

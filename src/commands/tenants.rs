@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::crypto::SigningSecret;
 use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::TableReader;
+use crate::tenants::pattern::Pattern;
 use crate::tenants::sync::{self, CONNECT_TIMEOUT};
 use crate::tenants::{Tenant, TenantEntry, TenantRecord, TenantTable};
 
@@ -113,10 +114,10 @@ async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
                 if t.enabled { "enabled" } else { "disabled" },
                 t.url.as_str(),
                 &t.key_id,
-                &t.record
-                    .events
-                    .as_ref()
-                    .map_or_else(|| "*".to_string(), |e| e.join(",")),
+                &t.events.as_ref().map_or_else(
+                    || "*".to_string(),
+                    |e| e.iter().map(Pattern::as_str).collect::<Vec<_>>().join(","),
+                ),
             ]),
             TenantEntry::Invalid { error } => {
                 table_out.add_row([id.as_str(), "invalid", error.as_str(), "", ""])
@@ -164,11 +165,11 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
         TenantEntry::Valid(t) => json!({
             "id": id,
             "status": if t.enabled { "enabled" } else { "disabled" },
-            "url": t.record.url,
+            "url": t.url.as_str(),
             "key_id": t.key_id,
             "key_bits": t.public_key.bits(),
             "public_key": t.public_key.to_spki_pem(),
-            "events": t.record.events,
+            "events": t.events.as_ref().map(|e| e.iter().map(Pattern::as_str).collect::<Vec<_>>()),
             "signing_secret": t.signing_secret.as_ref().map(|_| "<set>"),
             "api_key": t.api_key_sha256.as_ref().map(|_| "<set>"),
         }),

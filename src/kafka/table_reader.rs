@@ -101,6 +101,10 @@ impl TableReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // The restore keeps every record it reads until the table is
+            // built; librdkafka's default prefetch (64 MB) would add as much
+            // again at the peak. 8 MB still keeps the fetches large.
+            .set("queued.max.messages.kbytes", "8192")
             .create()
             .map_err(TableReaderError::Client)?;
         let consumer = Arc::new(consumer);

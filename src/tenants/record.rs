@@ -85,8 +85,10 @@ pub struct Tenant {
     pub events: Option<Vec<Pattern>>,
     pub enabled: bool,
     pub api_key_sha256: Option<String>,
-    /// The record this tenant was built from, for display.
-    pub record: TenantRecord,
+    // No copy of the record itself: with 100,000 tenants its PEM text and
+    // strings were a third of the table's memory, and everything shown
+    // (`hookline tenants`) is derived from the prepared fields above. The
+    // tenant API keeps its own view of the raw records.
 }
 
 impl Tenant {
@@ -145,8 +147,7 @@ impl Tenant {
             signing_secret,
             events,
             enabled: record.enabled,
-            api_key_sha256: record.api_key_sha256.clone(),
-            record,
+            api_key_sha256: record.api_key_sha256,
         })
     }
 

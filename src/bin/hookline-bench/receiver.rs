@@ -1,0 +1,134 @@
+//! The fast receiver: an axum server on 127.0.0.1 that answers 204 (or 503
+//! for the one failing tenant of the isolation run) without decrypting, and
+//! counts what arrived. Verifying and decrypting would charge the
+//! receiver's work to the machine the replica shares.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+
+use crate::stats::produced_nanos;
+
+/// What the receiver has seen since the last reset.
+pub struct Counts {
+    /// 2xx answers per tenant index.
+    pub per_tenant: Vec<AtomicU64>,
+    pub delivered: AtomicU64,
+    pub refused: AtomicU64,
+    /// When the first and the latest delivery arrived.
+    pub first: Mutex<Option<Instant>>,
+    pub last: Mutex<Option<Instant>>,
+    /// End-to-end latencies in microseconds, collected when enabled.
+    pub latencies_us: Mutex<Vec<u64>>,
+    pub record_latency: AtomicBool,
+    /// The tenant index answered with 503, `usize::MAX` for none.
+    pub failing: AtomicUsize,
+}
+
+impl Counts {
+    fn new(tenants: usize) -> Self {
+        Self {
+            per_tenant: (0..tenants).map(|_| AtomicU64::new(0)).collect(),
+            delivered: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            first: Mutex::new(None),
+            last: Mutex::new(None),
+            latencies_us: Mutex::new(Vec::new()),
+            record_latency: AtomicBool::new(false),
+            failing: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Clears every count before a run.
+    pub fn reset(&self, failing: Option<usize>, record_latency: bool) {
+        for count in &self.per_tenant {
+            count.store(0, Relaxed);
+        }
+        self.delivered.store(0, Relaxed);
+        self.refused.store(0, Relaxed);
+        *lock(&self.first) = None;
+        *lock(&self.last) = None;
+        lock(&self.latencies_us).clear();
+        self.record_latency.store(record_latency, Relaxed);
+        self.failing.store(failing.unwrap_or(usize::MAX), Relaxed);
+    }
+
+    /// Deliveries to the tenants for which `select` is true.
+    pub fn delivered_to(&self, select: impl Fn(usize) -> bool) -> u64 {
+        self.per_tenant
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| select(*i))
+            .map(|(_, c)| c.load(Relaxed))
+            .sum()
+    }
+}
+
+/// A poisoned lock only means a handler panicked mid-update of a counter;
+/// the figures are still usable.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub counts: Arc<Counts>,
+}
+
+impl Receiver {
+    pub async fn start(tenants: usize) -> std::io::Result<Self> {
+        let counts = Arc::new(Counts::new(tenants));
+        let app = axum::Router::new()
+            .route("/{tenant}", post(receive))
+            .with_state(counts.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("receiver stopped: {e}");
+            }
+        });
+        Ok(Self { addr, counts })
+    }
+
+    pub fn url(&self, tenant: usize) -> String {
+        format!("http://{}/{tenant}", self.addr)
+    }
+}
+
+async fn receive(
+    State(counts): State<Arc<Counts>>,
+    Path(tenant): Path<usize>,
+    headers: HeaderMap,
+    _body: axum::body::Bytes,
+) -> StatusCode {
+    if counts.failing.load(Relaxed) == tenant {
+        counts.refused.fetch_add(1, Relaxed);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let now = Instant::now();
+    if counts.record_latency.load(Relaxed)
+        && let Some(sent) = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(produced_nanos)
+    {
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let us = now_ns.saturating_sub(sent) / 1000;
+        lock(&counts.latencies_us).push(u64::try_from(us).unwrap_or(u64::MAX));
+    }
+    if let Some(count) = counts.per_tenant.get(tenant) {
+        count.fetch_add(1, Relaxed);
+    }
+    counts.delivered.fetch_add(1, Relaxed);
+    lock(&counts.first).get_or_insert(now);
+    *lock(&counts.last) = Some(now);
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,161 @@
+//! `hookline` processes: the real release binary, run as a separate process
+//! so that its CPU time and peak RSS can be read from `/proc` without the
+//! bench's own producer and receiver in the figures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::stats::{cpu_ticks, status_kib};
+
+/// The `hookline` binary next to this one (both come from the same
+/// `cargo build --release`).
+pub fn hookline_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.with_file_name("hookline")
+}
+
+/// A `hookline` command with a clean environment: no inherited
+/// `HOOKLINE__` overrides, logs at `info` as in production.
+pub fn hookline(dir: &Path) -> Command {
+    let mut command = Command::new(hookline_bin());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HOOKLINE__") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .current_dir(dir)
+        .env(
+            "HOOKLINE__KAFKA__BOOTSTRAP_SERVERS",
+            crate::kafka::BOOTSTRAP,
+        )
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Clock ticks per second of `/proc/PID/stat`.
+pub fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// A running replica.
+pub struct Replica {
+    pub child: Child,
+    pub listen: String,
+    pub log: PathBuf,
+}
+
+impl Replica {
+    pub fn start(dir: &Path, name: &str, topology: &Path, group: &str) -> std::io::Result<Self> {
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let log = dir.join(format!("{name}.log"));
+        let child = hookline(dir)
+            .args(["run", "--topology"])
+            .arg(topology)
+            .env("HOOKLINE__KAFKA__GROUP_ID", group)
+            .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("HOOKLINE__TELEMETRY__LISTEN", &listen)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Self { child, listen, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time (user + system) used so far.
+    pub fn cpu(&self, ticks_per_second: u64) -> Duration {
+        let ticks = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|s| cpu_ticks(&s))
+            .unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / ticks_per_second as f64)
+    }
+
+    /// Peak resident set size so far, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| status_kib(&s, "VmHWM"))
+            .unwrap_or(0) as f64
+            / 1024.0
+    }
+
+    /// Waits until `/readyz` answers 200, at most `timeout`.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let url = format!("http://{}/readyz", self.listen);
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "replica exited with {status}; see {}",
+                    self.log.display()
+                ));
+            }
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "replica not ready after {timeout:?}; see {}",
+            self.log.display()
+        ))
+    }
+
+    /// SIGTERM, then SIGKILL if it has not drained within 30 s.
+    pub async fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on right now, for the replica's telemetry.
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Creates the run's topics with the real binary.
+pub fn setup_topics(dir: &Path, topology: &Path) -> Result<(), String> {
+    let out = hookline(dir)
+        .args(["setup-topics", "--topology"])
+        .arg(topology)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "setup-topics failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
