@@ -157,6 +157,33 @@ impl Broker {
         (delivery.partition, delivery.offset)
     }
 
+    /// Produces like [`Broker::produce`], retrying a failed write until
+    /// `timeout` passes, as a real producer would: a broker that has just
+    /// restarted can answer for a moment without the topic's partitions.
+    /// A retried record lands after records sent later, so callers that
+    /// care about order use the returned offset, not the call order.
+    pub async fn produce_retrying(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        timeout: Duration,
+    ) -> (i32, i64) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).key(key).payload(value);
+            match self.producer.send(record, Duration::from_secs(30)).await {
+                Ok(delivery) => return (delivery.partition, delivery.offset),
+                Err((e, _)) if Instant::now() < deadline => {
+                    eprintln!("producing to {topic} failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
+            }
+        }
+    }
+
     /// Reads every partition of `topic` from the beginning until `count`
     /// records arrived or `timeout` passed, and returns what arrived.
     pub async fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
