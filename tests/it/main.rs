@@ -12,6 +12,7 @@ mod cli;
 mod delivery;
 mod demo;
 mod kafka_roundtrip;
+mod outage;
 mod process;
 mod security;
 mod setup_topics;
