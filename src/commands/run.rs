@@ -46,8 +46,17 @@ pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
     // replica refused for missing topics never binds the port.
     let mut telemetry = None;
     let mut backoff = ReconnectBackoff::default();
+    let names = topology.names();
     let cluster = loop {
-        match admin.describe(&topology.names()).await {
+        let described = tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::info!("stopped while waiting for Kafka");
+                stop_telemetry.cancel();
+                return Ok(ExitCode::SUCCESS);
+            }
+            described = admin.describe(&names) => described,
+        };
+        match described {
             Ok(cluster) => break cluster,
             Err(e) if e.is_transient() => {
                 if telemetry.is_none() {

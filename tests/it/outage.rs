@@ -244,3 +244,35 @@ async fn broker_down_at_start_and_mid_run_nothing_is_lost() {
     drop(broker);
     own_kafka("down", port);
 }
+
+/// A replica waiting for a cluster that never answers is alive, not ready,
+/// keeps trying, and still stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_waiting_for_kafka_is_not_ready_and_stops_on_sigterm() {
+    // Port 1 on loopback: nothing listens, so every connection is refused.
+    let mut command = hookline("127.0.0.1:1");
+    command
+        .arg("run")
+        .env("HOOKLINE__KAFKA__ADMIN_TIMEOUT", "1s")
+        .env("HOOKLINE__TELEMETRY__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info,rdkafka=off,librdkafka=off");
+    let mut replica = Spawned::start(command);
+    let telemetry = replica.telemetry_addr(Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replica.count_log("waiting for Kafka, next try in") < 3 {
+        assert_eq!(replica.exited(), None, "exited:\n{}", replica.stderr());
+        assert!(Instant::now() < deadline, "{}", replica.stderr());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(telemetry, "/healthz").await, 200);
+    assert_eq!(status(telemetry, "/readyz").await, 503);
+    let log = replica.stderr();
+    for wait in ["next try in 1s", "next try in 2s", "next try in 4s"] {
+        assert!(log.contains(wait), "{wait}:\n{log}");
+    }
+
+    replica.signal("TERM");
+    let exit = replica.wait(Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}:\n{}", replica.stderr());
+    assert!(replica.stderr().contains("stopped while waiting for Kafka"));
+}
