@@ -45,7 +45,11 @@ for target in $(cargo +nightly fuzz list); do
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 \
         -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log" >&2
-        echo "fuzz: $target FAILED; the input is under fuzz/artifacts/$target/" >&2
+        if compgen -G "artifacts/$target/*" >/dev/null; then
+            echo "fuzz: $target FAILED; the input is under fuzz/artifacts/$target/" >&2
+        else
+            echo "fuzz: $target FAILED (see above)" >&2
+        fi
         rm -f "$log"
         exit 1
     fi
