@@ -6,6 +6,9 @@ SHELL := bash
 CARGO ?= cargo
 KAFKA := testcontainers/kafka.sh
 APICURIO := testcontainers/apicurio.sh
+# Seconds per fuzz target in `make test`; `make fuzz` takes FUZZ_LONG.
+FUZZ_SECONDS ?= 15
+FUZZ_LONG ?= 600
 
 .PHONY: help
 help: ## List the targets
@@ -47,10 +50,16 @@ test: up ## Run unit, integration and interoperability tests against the local s
 	$(CARGO) test --all-targets
 	bash tests/api/schemathesis.sh
 	bash tests/interop/run.sh
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 .PHONY: soak
-soak: ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart
+soak: ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart; a 60 s broker outage
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it soak -- --nocapture
+	HOOKLINE_SOAK=full $(CARGO) test --release --test it outage:: -- --nocapture
+
+.PHONY: fuzz
+fuzz: ## Fuzz every target for FUZZ_LONG seconds each (nightly and cargo-fuzz)
+	bash fuzz/run.sh $(FUZZ_LONG)
 
 .PHONY: bench
 bench: up ## Benchmarks (about 3 minutes after the build; BENCH_ARGS=--quick for 30 s): table + target/bench/results.json

@@ -7,6 +7,13 @@
 //! commits and exits 0; a second signal exits at once. The listener outlives
 //! the drain, so probes see 503 rather than a refused connection while it
 //! lasts.
+//!
+//! A cluster that does not answer at start is waited for, not a reason to
+//! exit: an orchestrator would only restart the process in a crash loop,
+//! and a replica started with its broker (a compose file, a node reboot)
+//! should simply begin once the broker is up. While it waits the listener
+//! is open, so `/healthz` says 200 and `/readyz` 503, and each try is logged
+//! with the wait before the next one.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::delivery::reconnect::ReconnectBackoff;
 use crate::delivery::runner::{self, ReplicaState, Topics};
 use crate::kafka::admin::Admin;
 use crate::telemetry::metrics;
@@ -29,7 +37,53 @@ const EXIT_INTERRUPTED: u8 = 130;
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
     let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
     let admin = Admin::new(&config.kafka)?;
-    let cluster = admin.describe(&topology.names()).await?;
+    let state = ReplicaState::default();
+    let stop_telemetry = CancellationToken::new();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+
+    // Opened early only when the cluster must be waited for, so that a
+    // replica refused for missing topics never binds the port.
+    let mut telemetry = None;
+    let mut backoff = ReconnectBackoff::default();
+    let names = topology.names();
+    let cluster = loop {
+        let described = tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::info!("stopped while waiting for Kafka");
+                stop_telemetry.cancel();
+                return Ok(ExitCode::SUCCESS);
+            }
+            described = admin.describe(&names) => described,
+        };
+        match described {
+            Ok(cluster) => break cluster,
+            Err(e) if e.is_transient() => {
+                if telemetry.is_none() {
+                    telemetry =
+                        Some(serve_telemetry(&config, &state, stop_telemetry.clone()).await?);
+                }
+                let wait = backoff.next_wait();
+                tracing::warn!(
+                    tries = backoff.failures(),
+                    "{e}; waiting for Kafka, next try in {}",
+                    humantime::format_duration(wait)
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        tracing::info!("stopped while waiting for Kafka");
+                        stop_telemetry.cancel();
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if backoff.failures() > 0 {
+        tracing::info!(tries = backoff.failures() + 1, "Kafka answers; starting");
+    }
     if let Err(problems) = verify_ready(&topology, &cluster) {
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         bail!(
@@ -38,11 +92,10 @@ pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
         );
     }
 
-    let state = ReplicaState::default();
-    let stop_telemetry = CancellationToken::new();
-    let telemetry = serve_telemetry(&config, &state, stop_telemetry.clone()).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    let telemetry = match telemetry {
+        Some(telemetry) => telemetry,
+        None => serve_telemetry(&config, &state, stop_telemetry.clone()).await?,
+    };
     let result = runner::run(&config, &topics(&topology), state, shutdown).await;
     stop_telemetry.cancel();
     match telemetry.await {

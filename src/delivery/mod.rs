@@ -3,7 +3,8 @@
 //! Pure building blocks (no I/O, no clock, no random numbers): `retry`
 //! decides what follows an attempt, `dlq` names dead-letter reasons and
 //! headers, `destination` classifies addresses, `progress` tracks which
-//! offset may be stored. The I/O around them: `http` makes attempts,
+//! offset may be stored, `reconnect` spaces the tries at an unreachable
+//! cluster. The I/O around them: `http` makes attempts,
 //! `dead_letters` writes to the DLQ, `worker` carries one partition's
 //! records to their outcomes, `runner` is the replica.
 
@@ -12,6 +13,7 @@ pub mod destination;
 pub mod dlq;
 pub mod http;
 pub mod progress;
+pub mod reconnect;
 pub mod retry;
 pub mod runner;
 pub mod worker;

@@ -902,6 +902,58 @@ mod tests {
             }
         }
 
+        // The same invariants as the `retry_policy` fuzz target, over any
+        // policy, outcome, attempt number and jitter.
+        #[test]
+        fn decide_keeps_its_invariants_for_any_input(
+            max_attempts in any::<u32>(),
+            initial_nanos in any::<u64>(),
+            max_nanos in any::<u64>(),
+            non_retryable in proptest::collection::vec(100u16..=599, 0..4),
+            kind in 0u8..5,
+            status in any::<u16>(),
+            retry_after_nanos in proptest::option::of(any::<u64>()),
+            attempt in any::<u32>(),
+            bits in any::<u64>(),
+        ) {
+            let mut config = config(max_attempts, Duration::from_nanos(initial_nanos), Duration::from_nanos(max_nanos));
+            config.non_retryable_statuses = non_retryable.clone();
+            let policy = RetryPolicy::from_config(&config);
+            let outcome = match kind {
+                0 => AttemptOutcome::from_response(status, retry_after_nanos.map(Duration::from_nanos)),
+                1 => AttemptOutcome::Timeout { after: SECOND },
+                2 => AttemptOutcome::Connect { error: "refused".into() },
+                3 => AttemptOutcome::Transport { error: "reset".into() },
+                _ => AttemptOutcome::BlockedDestination {
+                    address: std::net::Ipv4Addr::LOCALHOST.into(),
+                    range: BlockedRange::Loopback,
+                },
+            };
+            let success = outcome.status().is_some_and(is_success);
+            let rejected = !success && outcome.status().is_some_and(|s| non_retryable.contains(&s));
+            let blocked = matches!(outcome, AttemptOutcome::BlockedDestination { .. });
+            match policy.decide(&outcome, attempt, Jitter::from_random_bits(bits)) {
+                RetryAction::Delivered { .. } => prop_assert!(success),
+                RetryAction::RetryAfter(delay) => {
+                    prop_assert!(!success && !rejected && !blocked);
+                    prop_assert!(delay <= policy.max_backoff());
+                    prop_assert!(attempt.max(1) < policy.max_attempts());
+                }
+                RetryAction::DeadLetter(reason) => {
+                    prop_assert!(!success);
+                    let expected = if rejected {
+                        DlqReason::Rejected
+                    } else if blocked {
+                        DlqReason::BlockedDestination
+                    } else {
+                        prop_assert!(attempt.max(1) >= policy.max_attempts());
+                        DlqReason::RetriesExhausted
+                    };
+                    prop_assert_eq!(reason, expected);
+                }
+            }
+        }
+
         #[test]
         fn retry_after_delta_seconds_round_trip(seconds in any::<u64>()) {
             prop_assert_eq!(parse_retry_after(&seconds.to_string(), now()), Some(Duration::from_secs(seconds)));

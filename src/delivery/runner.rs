@@ -18,19 +18,31 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letters::DeadLetterWriter;
 use super::http::WebhookClient;
+use super::reconnect::ReconnectBackoff;
 use super::retry::RetryPolicy;
 use super::worker::{Pipeline, run_partition};
 use crate::config::Config;
 use crate::events::EventDecoder;
-use crate::kafka::group::{GroupConsumer, GroupEvent};
+use crate::kafka::group::{BrokerProbe, GroupConsumer, GroupEvent};
 use crate::kafka::producer::AckedProducer;
-use crate::kafka::table_reader::TableReader;
+use crate::kafka::table_reader::{TableReader, TableReaderError};
 use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::TenantTable;
 use crate::tenants::sync;
 
 /// How long start-up waits for the cluster to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a running replica checks that the cluster answers.
+const BROKER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long one check waits for an answer.
+const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Failed checks in a row after which the cluster counts as unreachable.
+/// One slow answer (a broker busy with a rebalance) must not flap readiness;
+/// two take five to ten seconds, well inside a probe's failure threshold.
+const BROKER_PROBE_FAILURES: u32 = 2;
 
 /// How long a dead-letter write may wait for one acknowledgement before it
 /// is retried.
@@ -51,15 +63,43 @@ pub struct ReplicaState {
     pub table: TenantTable,
     joined: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
+    /// Stored inverted so that the default (`false`) means reachable: a
+    /// replica has just talked to the cluster when it joins the group.
+    broker_unreachable: Arc<AtomicBool>,
     assigned: Arc<AtomicU64>,
     revoked: Arc<AtomicU64>,
     lost: Arc<AtomicU64>,
 }
 
 impl ReplicaState {
-    /// Ready = tenant table restored, group joined, not draining.
+    /// Ready = tenant table restored, group joined, the cluster answering
+    /// (the last checks did not all fail), not draining.
+    ///
+    /// While the cluster is away the replica keeps running: attempts in
+    /// flight finish, dead letters and commits wait for it. It is only not
+    /// ready, so that a load balancer or an operator sees the outage.
     pub fn is_ready(&self) -> bool {
-        self.table.is_restored() && self.joined.load(Relaxed) && !self.draining.load(Relaxed)
+        self.table.is_restored()
+            && self.joined.load(Relaxed)
+            && !self.broker_unreachable.load(Relaxed)
+            && !self.draining.load(Relaxed)
+    }
+
+    /// Whether the cluster answered the replica's recent checks.
+    pub fn broker_reachable(&self) -> bool {
+        !self.broker_unreachable.load(Relaxed)
+    }
+
+    /// Records the result of the cluster checks; logs each change.
+    fn set_broker_reachable(&self, reachable: bool) {
+        let was_unreachable = self.broker_unreachable.swap(!reachable, Relaxed);
+        if was_unreachable && reachable {
+            tracing::info!("Kafka answers again; ready");
+        } else if !was_unreachable && !reachable {
+            tracing::warn!(
+                "Kafka does not answer; not ready until it does (deliveries continue, dead letters and commits wait for it)"
+            );
+        }
     }
 
     /// Records that the group has been joined; logs it the first time.
@@ -115,16 +155,10 @@ pub async fn run(
     state: ReplicaState,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let reader = TableReader::connect(&config.kafka, &topics.tenants, CONNECT_TIMEOUT).await?;
-    sync::restore(&state.table, &reader, |p| {
-        tracing::info!(
-            records = p.records,
-            partitions_done = p.partitions_done,
-            partitions = p.partitions,
-            "restoring tenants"
-        );
-    })
-    .await?;
+    let Some(reader) = restore_tenants(config, topics, &state, &shutdown).await? else {
+        tracing::info!("stopped before the tenant table was restored");
+        return Ok(());
+    };
     let follower = tokio::spawn(sync::follow(
         state.table.clone(),
         reader,
@@ -148,6 +182,12 @@ pub async fn run(
 
     let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
     tracing::info!(topic = %topics.events, group = %config.kafka.group_id, "replica started");
+    let stop_watching = CancellationToken::new();
+    let broker_watch = tokio::spawn(watch_broker(
+        consumer.broker_probe(),
+        state.clone(),
+        stop_watching.clone(),
+    ));
 
     let drain_timeout = config.kafka.drain_timeout;
     let mut workers: HashMap<i32, Worker> = HashMap::new();
@@ -207,6 +247,9 @@ pub async fn run(
     tracing::info!(partitions = workers.len(), "draining");
     drain(workers.into_values().collect(), false, drain_timeout).await;
     metrics::partitions_assigned(0);
+    // The probe must be done with the consumer before it is closed.
+    stop_watching.cancel();
+    let _ = broker_watch.await;
     if let Err(e) = consumer.commit_stored() {
         tracing::warn!(error = %e, "final commit failed; the last deliveries may be repeated");
     }
@@ -220,6 +263,83 @@ pub async fn run(
     let _ = follower.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connects to the tenants topic and restores the table, waiting with a
+/// bounded backoff while the cluster cannot be reached or read, so that a
+/// replica started before its broker (or during an outage) waits instead of
+/// exiting. `None` when `shutdown` came first.
+async fn restore_tenants(
+    config: &Config,
+    topics: &Topics,
+    state: &ReplicaState,
+    shutdown: &CancellationToken,
+) -> Result<Option<TableReader>, RunError> {
+    let mut backoff = ReconnectBackoff::default();
+    loop {
+        let attempt = async {
+            let reader =
+                TableReader::connect(&config.kafka, &topics.tenants, CONNECT_TIMEOUT).await?;
+            sync::restore(&state.table, &reader, |p| {
+                tracing::info!(
+                    records = p.records,
+                    partitions_done = p.partitions_done,
+                    partitions = p.partitions,
+                    "restoring tenants"
+                );
+            })
+            .await?;
+            Ok::<_, TableReaderError>(reader)
+        };
+        let error = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            result = attempt => match result {
+                Ok(reader) => return Ok(Some(reader)),
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let wait = backoff.next_wait();
+        tracing::warn!(
+            error = %error,
+            tries = backoff.failures(),
+            "cannot restore the tenant table; trying again in {}",
+            humantime::format_duration(wait)
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Checks every [`BROKER_PROBE_INTERVAL`] that the cluster answers, and
+/// records it in `state` for readiness, until `stop`.
+async fn watch_broker(probe: BrokerProbe, state: ReplicaState, stop: CancellationToken) {
+    let probe = Arc::new(probe);
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(BROKER_PROBE_INTERVAL) => {}
+        }
+        let answered = {
+            let probe = probe.clone();
+            tokio::task::spawn_blocking(move || probe.broker_answers(BROKER_PROBE_TIMEOUT))
+                .await
+                .unwrap_or(false)
+        };
+        failures = if answered {
+            0
+        } else {
+            failures.saturating_add(1)
+        };
+        if answered {
+            state.set_broker_reachable(true);
+        } else if failures >= BROKER_PROBE_FAILURES {
+            state.set_broker_reachable(false);
+        }
+    }
 }
 
 /// Stops `workers`: at once when the partitions are lost, otherwise letting

@@ -59,7 +59,77 @@ pub(super) fn parse(document: &[u8]) -> Result<EventDocument<'_>, EventError> {
     {
         return Err(EventError::NotAnObject);
     }
-    serde_json::from_str(text).map_err(EventError::Json)
+    let document: EventDocument<'_> = serde_json::from_str(text).map_err(EventError::Json)?;
+    check_portable(document.data)?;
+    Ok(document)
+}
+
+/// Refuses `data` that JSON's grammar allows but serde_json, and so the
+/// reference receiver, cannot parse into a value: numbers beyond the range
+/// of an f64 (`1e999`) and `\u` escapes of lone surrogates (`"\ud800"`).
+/// `RawValue` only checks the grammar, so such an event would be
+/// delivered, refused by the receiver on every attempt, and dead-lettered as
+/// `retries_exhausted` after blocking its partition; refused here it is
+/// `invalid_event` at once. One pass over `data` that builds nothing.
+fn check_portable(data: &RawValue) -> Result<(), EventError> {
+    let mut deserializer = serde_json::Deserializer::from_str(data.get());
+    Portable::deserialize(&mut deserializer)
+        .map(|Portable| ())
+        .map_err(EventError::DataNotPortable)
+}
+
+/// A JSON value read the way a receiver reads it (numbers converted,
+/// escapes decoded) and then dropped.
+struct Portable;
+
+impl<'de> Deserialize<'de> for Portable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PortableVisitor)
+    }
+}
+
+struct PortableVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PortableVisitor {
+    type Value = Portable;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Portable, E> {
+        Ok(Portable)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Portable, E> {
+        Ok(Portable)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Portable, E> {
+        Ok(Portable)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Portable, E> {
+        Ok(Portable)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Portable, E> {
+        Ok(Portable)
+    }
+
+    fn visit_unit<E>(self) -> Result<Portable, E> {
+        Ok(Portable)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Portable, A::Error> {
+        while seq.next_element::<Portable>()?.is_some() {}
+        Ok(Portable)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Portable, A::Error> {
+        while map.next_entry::<Portable, Portable>()?.is_some() {}
+        Ok(Portable)
+    }
 }
 
 /// The string a raw JSON value holds, if it is a string.
@@ -138,6 +208,33 @@ mod tests {
         let deeper = nested(MAX_NESTING_DEPTH + 1);
         assert!(nesting_exceeds(deeper.as_bytes(), MAX_NESTING_DEPTH));
         assert!(serde_json::from_str::<serde_json::Value>(&deeper).is_err());
+    }
+
+    /// Regression (found by the `event_decode` fuzz target): `data` with a
+    /// number beyond f64 range passed the grammar check and was delivered,
+    /// though no serde_json receiver could parse the plaintext.
+    #[test]
+    fn data_out_of_f64_range_or_with_lone_surrogates_is_refused() {
+        for data in ["1e5555", "-7e400", r#""\ud800""#, r#"{"a":["\udc00x"]}"#] {
+            let document = format!(r#"{{"type":"t","data":{data}}}"#);
+            assert!(
+                matches!(
+                    parse(document.as_bytes()),
+                    Err(EventError::DataNotPortable(_))
+                ),
+                "{data}"
+            );
+            assert!(serde_json::from_str::<serde_json::Value>(&document).is_err());
+        }
+        for data in [
+            "1e308",
+            "123456789012345678901234567890",
+            r#""\ud83d\ude00""#,
+            "[1,{\"a\":null}]",
+        ] {
+            let document = format!(r#"{{"type":"t","data":{data}}}"#);
+            assert!(parse(document.as_bytes()).is_ok(), "{data}");
+        }
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub enum EventError {
     NotAnObject,
     #[error("value is not a valid event")]
     Json(#[source] serde_json::Error),
+    #[error(
+        "field `data` is JSON that receivers cannot parse into a value (a number out of range or a lone surrogate)"
+    )]
+    DataNotPortable(#[source] serde_json::Error),
     #[error("field `type` is empty")]
     EmptyType,
     #[error("field `tenant` names another tenant than the record key")]

@@ -492,9 +492,16 @@ proptest! {
                                    millis in proptest::option::of(any::<i64>())) {
         let mut parts = record(key.as_deref(), value.as_deref());
         parts.timestamp_millis = millis;
-        if let Err(e) = EventDecoder::Json.decode(&parts, 128) {
-            let reason = e.dlq_reason();
-            prop_assert!(reason == DlqReason::InvalidEvent || reason == DlqReason::PayloadTooLarge);
+        // The same properties as the `event_decode` fuzz target.
+        match EventDecoder::Json.decode(&parts, 128) {
+            Ok(event) => {
+                prop_assert!(!event.id.contains('.'));
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&event.plaintext()).is_ok());
+            }
+            Err(e) => {
+                let reason = e.dlq_reason();
+                prop_assert!(reason == DlqReason::InvalidEvent || reason == DlqReason::PayloadTooLarge);
+            }
         }
     }
 
@@ -528,5 +535,20 @@ proptest! {
         prop_assert_eq!(&plaintext["tenant"], &serde_json::Value::from(tenant));
         prop_assert_eq!(&plaintext["id"], &serde_json::Value::from(event.id.clone()));
         prop_assert_eq!(&plaintext["data"]["n"], &serde_json::Value::from(number));
+    }
+
+    #[test]
+    fn json_shaped_values_never_panic(
+        key in "\\PC{0,6}",
+        value in "\\{(\"(id|type|data|timestamp|tenant)\":(\"\\PC{0,8}\"|[0-9.e+-]{1,8}|null|true|\\[|\\{|\\]|\\}),?){0,6}\\}?",
+    ) {
+        let parts = record(Some(key.as_bytes()), Some(value.as_bytes()));
+        match EventDecoder::Json.decode(&parts, 1024) {
+            Ok(event) => {
+                prop_assert!(!event.id.contains('.'));
+                prop_assert!(serde_json::from_slice::<serde_json::Value>(&event.plaintext()).is_ok());
+            }
+            Err(e) => prop_assert_eq!(e.dlq_reason(), DlqReason::InvalidEvent),
+        }
     }
 }

@@ -64,6 +64,18 @@ pub enum AdminError {
     Failed { operation: String, message: String },
 }
 
+impl AdminError {
+    /// Whether the cluster did not answer (unreachable or timed out): the
+    /// same request may succeed once it is back. Denials, refusals and bad
+    /// client configuration are not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AdminError::Unreachable { .. } | AdminError::TimedOut { .. }
+        )
+    }
+}
+
 /// A connection to the cluster for administrative requests. Clones share
 /// the connection.
 #[derive(Clone)]

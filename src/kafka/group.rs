@@ -252,6 +252,16 @@ impl GroupConsumer {
         )
     }
 
+    /// A handle that asks the cluster whether it answers, for readiness.
+    /// It holds the consumer weakly, so it never keeps the member alive
+    /// after [`GroupConsumer::close`].
+    pub fn broker_probe(&self) -> BrokerProbe {
+        BrokerProbe {
+            consumer: Arc::downgrade(&self.consumer),
+            topic: self.consumer.context().topic.clone(),
+        }
+    }
+
     /// Commits the stored offsets and waits for the broker's answer.
     pub fn commit_stored(&self) -> Result<(), KafkaError> {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
@@ -271,6 +281,26 @@ impl GroupConsumer {
         if let Some(poller) = self.poller.take() {
             let _ = poller.join();
         }
+    }
+}
+
+/// Asks the cluster, through the group member's own connections, whether a
+/// broker answers. librdkafka reconnects on its own and never says that the
+/// cluster is back, so readiness asks instead of listening for errors.
+pub struct BrokerProbe {
+    consumer: Weak<Inner>,
+    topic: String,
+}
+
+impl BrokerProbe {
+    /// Whether a broker answered a metadata request for the subscribed
+    /// topic within `timeout`; `false` once the member is closed. Blocks:
+    /// call it from a blocking thread.
+    pub fn broker_answers(&self, timeout: Duration) -> bool {
+        let Some(consumer) = self.consumer.upgrade() else {
+            return false;
+        };
+        consumer.fetch_metadata(Some(&self.topic), timeout).is_ok()
     }
 }
 

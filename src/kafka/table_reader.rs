@@ -44,6 +44,18 @@ pub enum TableReaderError {
     },
 }
 
+impl TableReaderError {
+    /// Whether the cluster could not be reached or read for now, so the
+    /// same request may succeed later (as opposed to a missing topic or a
+    /// bad client configuration).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TableReaderError::Metadata { .. } | TableReaderError::Read { .. }
+        )
+    }
+}
+
 /// One record of the table topic: a new value for `key`, or its deletion
 /// (a tombstone, `value == None`).
 #[derive(Debug, Clone, Copy)]

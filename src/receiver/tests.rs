@@ -287,3 +287,63 @@ fn the_reason_carries_the_cause_on_one_line() {
         "signature verification failed: no signature matches the message"
     );
 }
+
+use proptest::strategy::Strategy as _;
+
+// The same properties as the `receiver` fuzz target: arbitrary requests
+// never panic, and nothing passes authentication without a valid signature;
+// correctly signed arbitrary bodies reach decryption and never panic there.
+proptest::proptest! {
+    #[test]
+    fn arbitrary_requests_never_pass_without_a_valid_signature(
+        id in proptest::option::of("\\PC{0,12}"),
+        timestamp in proptest::option::of("[0-9 -]{0,12}"),
+        signature in proptest::option::of("(v1,)?[A-Za-z0-9+/=]{0,48}( v1,[A-Za-z0-9+/=]{0,8})?"),
+        content_type in proptest::option::of("application/(jose\\+)?json(; ?charset=utf-8)?"),
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+    ) {
+        let receiver = receiver();
+        let headers = WebhookHeaders {
+            id: id.as_deref(),
+            timestamp: timestamp.as_deref(),
+            signature: signature.as_deref(),
+            content_type: content_type.as_deref(),
+        };
+        match receiver.receive(&headers, &body, now()) {
+            Err(rejection) if rejection.is_unauthenticated() => {}
+            _ => {
+                let secret = SigningSecret::parse(SECRET).unwrap();
+                let verified = secret.verify(
+                    headers.id.unwrap(),
+                    headers.timestamp.unwrap(),
+                    headers.signature.unwrap(),
+                    &body,
+                    now(),
+                    receiver.tolerance,
+                );
+                proptest::prop_assert!(verified.is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn signed_arbitrary_bodies_never_panic_in_decryption(
+        body in proptest::prop_oneof![
+            proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            "\\{(\"(protected|encrypted_key|iv|ciphertext|tag)\":\"[A-Za-z0-9_-]{0,24}\",?){0,5}\\}"
+                .prop_map(String::into_bytes),
+        ],
+    ) {
+        let secret = SigningSecret::parse(SECRET).unwrap();
+        let signature = secret.sign(ID, NOW, &body);
+        let timestamp = NOW.to_string();
+        let headers = WebhookHeaders {
+            id: Some(ID),
+            timestamp: Some(&timestamp),
+            signature: Some(&signature),
+            content_type: Some(jwe::CONTENT_TYPE),
+        };
+        let result = receiver().receive(&headers, &body, now());
+        proptest::prop_assert!(!matches!(result, Err(ref r) if r.is_unauthenticated()));
+    }
+}

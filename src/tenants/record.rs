@@ -195,3 +195,91 @@ pub fn validate_url(text: &str) -> Result<Url, TenantError> {
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::test_keys;
+    use proptest::prelude::*;
+
+    fn record(url: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "url": url,
+            "public_key": test_keys::RSA2048_SPKI,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_record_above_the_size_limit_is_refused_before_parsing() {
+        let mut value = record("https://example.com/");
+        value.resize(MAX_RECORD_BYTES + 1, b' ');
+        assert!(matches!(
+            Tenant::from_bytes("acme", &value),
+            Err(TenantError::TooLarge(n)) if n == MAX_RECORD_BYTES + 1
+        ));
+    }
+
+    #[test]
+    fn tricky_urls_are_refused_or_normalised() {
+        for url in [
+            "http://user:pass@127.0.0.1/",
+            "http://user@example.com/",
+            "http://[fe80::1%25eth0]/",
+            "http://[::1%lo]/",
+            "ftp://example.com/",
+            "http://",
+        ] {
+            assert!(Tenant::from_bytes("acme", &record(url)).is_err(), "{url}");
+        }
+        for (url, host) in [
+            ("http://2130706433/", "127.0.0.1"),
+            ("http://0177.0.0.01/", "127.0.0.1"),
+            ("http://0x7f.1/", "127.0.0.1"),
+        ] {
+            let tenant = Tenant::from_bytes("acme", &record(url)).unwrap();
+            assert_eq!(tenant.url.host_str(), Some(host), "{url}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let value = serde_json::to_vec(&serde_json::json!({
+            "url": "https://example.com/",
+            "public_key": test_keys::RSA2048_SPKI,
+            "max_attempts": 3,
+            "future": {"nested": [1, 2]},
+        }))
+        .unwrap();
+        assert!(Tenant::from_bytes("acme", &value).is_ok());
+    }
+
+    proptest! {
+        // The same properties as the `tenant_record` fuzz target, so that
+        // every CI run exercises them even without a nightly toolchain.
+        #[test]
+        fn arbitrary_records_never_panic(id in "\\PC{0,8}", value in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Tenant::from_bytes(&id, &value);
+        }
+
+        #[test]
+        fn an_accepted_url_is_http_with_a_host_and_no_credentials(
+            scheme in "(https?|ftp|HTTP|javascript)",
+            userinfo in proptest::option::of("[a-z:]{0,6}@"),
+            host in "([a-z0-9.\\-]{0,12}|\\[[0-9a-f:%.]{0,16}\\]|[0-9x.]{1,16})",
+            port in proptest::option::of(0u32..70_000),
+            path in "[/a-z%?#]{0,8}",
+        ) {
+            let url = format!(
+                "{scheme}://{}{host}{}{path}",
+                userinfo.unwrap_or_default(),
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            if let Ok(tenant) = Tenant::from_bytes("acme", &record(&url)) {
+                prop_assert!(matches!(tenant.url.scheme(), "http" | "https"));
+                prop_assert!(tenant.url.host().is_some());
+                prop_assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
+            }
+        }
+    }
+}

@@ -9,8 +9,6 @@
 //! `HOOKLINE_SOAK_KAFKA_PORT`, default 9392), since it restarts it.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use crate::support::process::Spawned;
 use crate::support::replica::{topic_names, write_topology};
-use crate::support::{Broker, hookline};
+use crate::support::{Broker, hookline, own_kafka as kafka};
 
 struct Size {
     replicas: usize,
@@ -123,25 +121,6 @@ async fn receive(
         seen.first.entry(tenant).or_default().push(seq);
     }
     StatusCode::OK
-}
-
-fn kafka_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testcontainers/kafka.sh")
-}
-
-fn kafka(action: &str, port: u16) {
-    let output = Command::new("bash")
-        .arg(kafka_script())
-        .arg(action)
-        .env("KAFKA_PORT", port.to_string())
-        .env("KAFKA_CONTROLLER_PORT", (port + 1).to_string())
-        .output()
-        .expect("run kafka.sh");
-    assert!(
-        output.status.success(),
-        "kafka.sh {action} on {port} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

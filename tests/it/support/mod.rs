@@ -50,3 +50,22 @@ pub fn config(bootstrap: &str) -> hookline::config::Config {
     )
     .expect("the shipped configuration is valid")
 }
+
+/// Runs `testcontainers/kafka.sh ACTION` for a broker of the test's own on
+/// `port` (controller on `port + 1`): tests that stop or restart a broker
+/// must never touch the shared one. `stop` and `start` keep its data.
+pub fn own_kafka(action: &str, port: u16) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testcontainers/kafka.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .arg(action)
+        .env("KAFKA_PORT", port.to_string())
+        .env("KAFKA_CONTROLLER_PORT", (port + 1).to_string())
+        .output()
+        .expect("run kafka.sh");
+    assert!(
+        output.status.success(),
+        "kafka.sh {action} on {port} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

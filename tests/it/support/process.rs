@@ -65,6 +65,39 @@ impl Spawned {
         }
     }
 
+    /// The exit status if the process has exited, without waiting.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("poll hookline")
+    }
+
+    /// Waits for the "telemetry listening on ADDR" line and returns ADDR.
+    pub async fn telemetry_addr(&self, timeout: Duration) -> std::net::SocketAddr {
+        const NEEDLE: &str = "telemetry listening on ";
+        self.wait_for_log(NEEDLE, timeout).await;
+        let stderr = self.stderr();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(NEEDLE))
+            .expect("the line just seen");
+        let rest = &line[line.find(NEEDLE).expect("the needle just seen") + NEEDLE.len()..];
+        let addr = rest
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .next()
+            .unwrap_or_default();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("`{addr}` in `{line}`: {e}"))
+    }
+
+    /// How many stderr lines contain `needle` so far.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

@@ -1,0 +1,24 @@
+//! `Tenant::from_bytes` on an arbitrary id and record value: never panics;
+//! an accepted tenant has an http(s) URL with a host and no credentials,
+//! and a non-empty key id.
+//!
+//! Input layout: one byte of id length, the id (lossily UTF-8), then the
+//! record value.
+#![no_main]
+
+use hookline::tenants::Tenant;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((id_len, rest)) = data.split_first() else {
+        return;
+    };
+    let (id, value) = rest.split_at(usize::from(*id_len).min(rest.len()));
+    let id = String::from_utf8_lossy(id);
+    if let Ok(tenant) = Tenant::from_bytes(&id, value) {
+        assert!(matches!(tenant.url.scheme(), "http" | "https"));
+        assert!(tenant.url.host().is_some());
+        assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
+        assert!(!tenant.key_id.is_empty());
+    }
+});
