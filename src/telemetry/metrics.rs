@@ -8,7 +8,7 @@
 //! a `tenant` label is added only when `telemetry.tenant_labels` is on, and
 //! only for tenants present in the tenant table.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
@@ -60,9 +60,12 @@ pub struct MetricsError(#[source] BuildError);
 /// one process.
 pub fn install() -> Result<PrometheusHandle, MetricsError> {
     // The handle is the only global: the facade's recorder is global by
-    // design, and this keeps installing it idempotent.
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    // design. Installing holds a lock, so that concurrent first calls (tests
+    // run in parallel) all get the one recorder instead of racing to
+    // install it and failing.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -77,18 +80,15 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
             )
         })
         .map_err(MetricsError)?
-        .install_recorder();
-    let handle = match handle {
-        Ok(handle) => handle,
-        // Another thread won the race to install; use its handle.
-        Err(e) => return HANDLE.get().cloned().ok_or(MetricsError(e)),
-    };
+        .install_recorder()
+        .map_err(MetricsError)?;
     describe();
     // Gauges start at zero so that dashboards and alerts see them before the
     // first assignment.
     gauge!(PARTITIONS_ASSIGNED).set(0.0);
     gauge!(PARTITIONS_BACKING_OFF).set(0.0);
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *slot = Some(handle.clone());
+    Ok(handle)
 }
 
 fn describe() {
