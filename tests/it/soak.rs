@@ -1,5 +1,5 @@
 //! Chaos: several replicas of the real binary deliver to receivers that fail
-//! at random or hang, while replicas are killed with SIGKILL, one is frozen
+//! at random, hang or drop the connection, while replicas are killed with SIGKILL, one is frozen
 //! past its session timeout, and the broker restarts. At the end every
 //! produced event must have been delivered at least once or dead-lettered,
 //! and per tenant the first deliveries must follow the produced order.
@@ -90,8 +90,86 @@ struct ReceiverState {
     rng: Arc<Rng>,
 }
 
+/// A listener whose connections break at random: 2% of the reads that
+/// bring a request fail, so the server drops the connection without an
+/// answer, as a crashing or overloaded endpoint does.
+struct Dropping {
+    inner: tokio::net::TcpListener,
+    rng: Arc<Rng>,
+}
+
+impl axum::serve::Listener for Dropping {
+    type Io = DroppingStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (
+            DroppingStream {
+                inner: stream,
+                rng: self.rng.clone(),
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+struct DroppingStream {
+    inner: tokio::net::TcpStream,
+    rng: Arc<Rng>,
+}
+
+impl tokio::io::AsyncRead for DroppingStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && self.rng.below(100) < 2
+        {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection dropped by the test receiver",
+            )));
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for DroppingStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// 20% of requests fail with 503; 2% hang past the delivery timeout and
-/// then fail; the rest succeed.
+/// then fail; the rest succeed (the listener drops 2% more).
 async fn receive(
     State(state): State<ReceiverState>,
     Path(tenant): Path<String>,
@@ -143,8 +221,11 @@ async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
         .as_nanos() as u64;
     let rng = Arc::new(Rng(AtomicU64::new(seed)));
     let seen: Arc<Mutex<Seen>> = Default::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver_addr = listener.local_addr().unwrap();
+    let listener = Dropping {
+        inner: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        rng: rng.clone(),
+    };
+    let receiver_addr = listener.inner.local_addr().unwrap();
     let app = axum::Router::new()
         .route("/t/{tenant}", axum::routing::post(receive))
         .with_state(ReceiverState {
