@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 
 use crate::support::process::Spawned;
 use crate::support::replica::{topic_names, write_topology};
-use crate::support::{Broker, Receiver, hookline, own_kafka};
+use crate::support::{Broker, Receiver, hookline, own_broker, own_kafka};
 
 fn outage() -> Duration {
     let default = if std::env::var("HOOKLINE_SOAK").as_deref() == Ok("full") {
@@ -91,13 +91,8 @@ async fn produce_batch(broker: &Broker, topic: &str, batch: &str, count: usize) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_at_start_and_mid_run_nothing_is_lost() {
     let outage = outage();
-    let port: u16 = std::env::var("HOOKLINE_OUTAGE_KAFKA_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(9692);
-    own_kafka("up", port);
-    let bootstrap = format!("127.0.0.1:{port}");
-    let broker = Broker::at("outage", bootstrap.clone());
+    let (port, broker) = own_broker("outage", "HOOKLINE_OUTAGE_KAFKA_PORT", 9692);
+    let bootstrap = broker.bootstrap.clone();
     let dir = tempfile::tempdir().unwrap();
     let topics = topic_names(&broker);
     let topology = write_topology(dir.path(), &topics, 3);

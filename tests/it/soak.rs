@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 
 use crate::support::process::Spawned;
 use crate::support::replica::{topic_names, write_topology};
-use crate::support::{Broker, hookline, own_kafka as kafka};
+use crate::support::{Broker, hookline, own_broker, own_kafka as kafka};
 
 struct Size {
     replicas: usize,
@@ -204,13 +204,8 @@ async fn receive(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
     let size = size();
-    let port: u16 = std::env::var("HOOKLINE_SOAK_KAFKA_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(9392);
-    kafka("up", port);
-    let bootstrap = format!("127.0.0.1:{port}");
-    let broker = Broker::at("soak", bootstrap.clone());
+    let (port, broker) = own_broker("soak", "HOOKLINE_SOAK_KAFKA_PORT", 9392);
+    let bootstrap = broker.bootstrap.clone();
     let dir = tempfile::tempdir().unwrap();
     let topics = topic_names(&broker);
     let topology = write_topology(dir.path(), &topics, 12);

@@ -51,6 +51,18 @@ pub fn config(bootstrap: &str) -> hookline::config::Config {
     .expect("the shipped configuration is valid")
 }
 
+/// A broker of the test's own, started (or reused) on the port that the
+/// environment variable `port_var` names, else `default_port`; returns the
+/// port and a fixture on it.
+pub fn own_broker(test: &str, port_var: &str, default_port: u16) -> (u16, Broker) {
+    let port: u16 = std::env::var(port_var)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_port);
+    own_kafka("up", port);
+    (port, Broker::at(test, format!("127.0.0.1:{port}")))
+}
+
 /// Runs `testcontainers/kafka.sh ACTION` for a broker of the test's own on
 /// `port` (controller on `port + 1`): tests that stop or restart a broker
 /// must never touch the shared one. `stop` and `start` keep its data.
