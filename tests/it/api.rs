@@ -89,8 +89,13 @@ impl Api {
         };
         let api = Self {
             base,
+            // A fresh connection per request: when the API refuses a request
+            // before reading its whole body (a 413), it closes the connection,
+            // and a pooled client could send the next request on it before
+            // noticing (a broken pipe that says nothing about the API).
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
             shutdown,
