@@ -20,6 +20,7 @@ mod receiver;
 mod replica;
 mod stats;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,7 +32,7 @@ use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
 use crate::kafka::{BulkProducer, Topics};
-use crate::receiver::{Receiver, lock};
+use crate::receiver::{LatencySample, Receiver, lock};
 use crate::replica::Replica;
 use crate::stats::{log_field, median, per_second, percentile};
 
@@ -73,7 +74,27 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
+    /// A command the replicas run under, for profiling, e.g.
+    /// `--replica-wrapper 'valgrind --tool=callgrind'` (figures are then
+    /// the profiler's, not hookline's).
+    #[arg(long, value_parser = parse_wrapper)]
+    replica_wrapper: Option<Wrapper>,
 }
+
+/// A command prefix, split on whitespace.
+#[derive(Debug, Clone, Default)]
+struct Wrapper(Vec<String>);
+
+fn parse_wrapper(text: &str) -> Result<Wrapper, String> {
+    let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    if words.is_empty() {
+        return Err("the wrapper command is empty".into());
+    }
+    Ok(Wrapper(words))
+}
+
+/// Seconds of the latency run's unmeasured warm-up.
+const LATENCY_WARMUP_SECS: u64 = 3;
 
 /// One delivery run's figures.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -244,7 +265,8 @@ async fn run(args: Args) -> Result<(), String> {
         ));
         results.insert(
             "latency".into(),
-            json!({"rate": bench.args.rate, "seconds": bench.args.latency_secs, "delivered": count,
+            json!({"rate": bench.args.rate, "seconds": bench.args.latency_secs,
+                   "warmup_seconds": LATENCY_WARMUP_SECS, "delivered": count,
                    "p50_us": p50, "p99_us": p99, "p999_us": p999, "cpu_us_per_delivery": cpu}),
         );
     }
@@ -347,6 +369,10 @@ struct Setup {
 }
 
 impl Bench {
+    fn wrapper(&self) -> &[String] {
+        self.args.replica_wrapper.as_ref().map_or(&[], |w| &w.0)
+    }
+
     fn tenant_id(i: usize) -> String {
         format!("bench-t{i:03}")
     }
@@ -443,6 +469,7 @@ impl Bench {
         for r in 0..replicas {
             running.push(
                 Replica::start(
+                    self.wrapper(),
                     &setup.dir,
                     &format!("replica{r}"),
                     &setup.topology,
@@ -513,19 +540,31 @@ impl Bench {
         let setup = self.setup("lat", tenants)?;
         let counts = self.receiver.counts.clone();
         counts.reset(None, true);
-        let mut replica = Replica::start(&setup.dir, "replica", &setup.topology, &setup.group)
-            .map_err(|e| e.to_string())?;
+        let mut replica = Replica::start(
+            self.wrapper(),
+            &setup.dir,
+            "replica",
+            &setup.topology,
+            &setup.group,
+        )
+        .map_err(|e| e.to_string())?;
         replica.wait_ready(Duration::from_secs(60)).await?;
         // Readiness comes with the group join; the assignment follows.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let producer = BulkProducer::new(0).map_err(|e| e.to_string())?;
         let pad = "x".repeat(1024 - 24);
-        let total = self.args.rate * self.args.latency_secs;
+        // A warm-up at the same rate first: the producer's first sends
+        // wait for its metadata and connections, the replica's for its
+        // first fetches and its connections to the receiver. Only events
+        // produced after it are measured.
+        let warmup = self.args.rate * LATENCY_WARMUP_SECS;
+        let total = warmup + self.args.rate * self.args.latency_secs;
         eprintln!(
-            "latency: {} events/s for {} s",
+            "latency: {} events/s for {} s (after {LATENCY_WARMUP_SECS} s of warm-up)",
             self.args.rate, self.args.latency_secs
         );
-        let cpu_before = replica.cpu(self.ticks);
+        let mut cpu_before = replica.cpu(self.ticks);
+        let mut measured_from: Option<u128> = None;
         let started = Instant::now();
         let tick = Duration::from_millis(10);
         let mut sent = 0u64;
@@ -533,6 +572,10 @@ impl Bench {
             // Catch up to the schedule, so a late tick does not lower the rate.
             let due = (started.elapsed().as_secs_f64() * self.args.rate as f64) as u64;
             while sent < due.min(total) {
+                if sent == warmup && measured_from.is_none() {
+                    measured_from = Some(unix_nanos());
+                    cpu_before = replica.cpu(self.ticks);
+                }
                 let tenant = (sent % tenants as u64) as usize;
                 producer
                     .send(
@@ -555,7 +598,13 @@ impl Bench {
         replica.stop().await;
         kafka::delete_topics(&setup.topics).await;
         let _ = std::fs::remove_dir_all(&setup.dir);
-        let mut latencies = std::mem::take(&mut *lock(&counts.latencies_us));
+        let from = measured_from.unwrap_or(0);
+        let samples: Vec<LatencySample> = std::mem::take(&mut *lock(&counts.latencies))
+            .into_iter()
+            .filter(|s| s.produced_unix_ns >= from)
+            .collect();
+        self.write_latency_samples(&samples);
+        let mut latencies: Vec<u64> = samples.iter().map(|s| s.latency_us).collect();
         latencies.sort_unstable();
         let delivered = latencies.len() as u64;
         Ok((
@@ -565,6 +614,35 @@ impl Bench {
             delivered,
             cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,
         ))
+    }
+
+    /// Every sample of the latency run, as CSV next to the JSON results,
+    /// for looking at the tail: when it happened, on which partition.
+    fn write_latency_samples(&self, samples: &[LatencySample]) {
+        let path = self.args.out.with_file_name("latency.csv");
+        let first = samples
+            .iter()
+            .map(|s| s.produced_unix_ns)
+            .min()
+            .unwrap_or(0);
+        let mut text = String::from("produced_ms,partition,tenant,latency_us\n");
+        for s in samples {
+            let _ = writeln!(
+                text,
+                "{:.3},{},{},{}",
+                (s.produced_unix_ns - first) as f64 / 1e6,
+                self.partition_of(s.tenant),
+                s.tenant,
+                s.latency_us
+            );
+        }
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match std::fs::write(&path, text) {
+            Ok(()) => eprintln!("latency: samples written to {}", path.display()),
+            Err(e) => eprintln!("latency: cannot write {}: {e}", path.display()),
+        }
     }
 
     /// A replica starting over `restore_tenants` records: the restore's own
@@ -592,8 +670,14 @@ impl Bench {
                 .map_err(|e| e.to_string())?;
         }
         producer.flush().map_err(|e| e.to_string())?;
-        let mut replica = Replica::start(&setup.dir, "replica", &setup.topology, &setup.group)
-            .map_err(|e| e.to_string())?;
+        let mut replica = Replica::start(
+            self.wrapper(),
+            &setup.dir,
+            "replica",
+            &setup.topology,
+            &setup.group,
+        )
+        .map_err(|e| e.to_string())?;
         let ready = replica.wait_ready(Duration::from_secs(120)).await;
         let rss = replica.peak_rss_mib();
         let log = replica.log.clone();

@@ -14,6 +14,16 @@ use axum::routing::post;
 
 use crate::stats::produced_nanos;
 
+/// One delivery of the latency run.
+#[derive(Debug, Clone, Copy)]
+pub struct LatencySample {
+    /// When the event was produced (from its id).
+    pub produced_unix_ns: u128,
+    pub tenant: usize,
+    /// Produced → received.
+    pub latency_us: u64,
+}
+
 /// What the receiver has seen since the last reset.
 pub struct Counts {
     /// 2xx answers per tenant index.
@@ -23,8 +33,8 @@ pub struct Counts {
     /// When the first and the latest delivery arrived.
     pub first: Mutex<Option<Instant>>,
     pub last: Mutex<Option<Instant>>,
-    /// End-to-end latencies in microseconds, collected when enabled.
-    pub latencies_us: Mutex<Vec<u64>>,
+    /// End-to-end latencies, collected when enabled.
+    pub latencies: Mutex<Vec<LatencySample>>,
     pub record_latency: AtomicBool,
     /// The tenant index answered with 503, `usize::MAX` for none.
     pub failing: AtomicUsize,
@@ -38,7 +48,7 @@ impl Counts {
             refused: AtomicU64::new(0),
             first: Mutex::new(None),
             last: Mutex::new(None),
-            latencies_us: Mutex::new(Vec::new()),
+            latencies: Mutex::new(Vec::new()),
             record_latency: AtomicBool::new(false),
             failing: AtomicUsize::new(usize::MAX),
         }
@@ -53,7 +63,7 @@ impl Counts {
         self.refused.store(0, Relaxed);
         *lock(&self.first) = None;
         *lock(&self.last) = None;
-        lock(&self.latencies_us).clear();
+        lock(&self.latencies).clear();
         self.record_latency.store(record_latency, Relaxed);
         self.failing.store(failing.unwrap_or(usize::MAX), Relaxed);
     }
@@ -121,8 +131,11 @@ async fn receive(
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let us = now_ns.saturating_sub(sent) / 1000;
-        lock(&counts.latencies_us).push(u64::try_from(us).unwrap_or(u64::MAX));
+        lock(&counts.latencies).push(LatencySample {
+            produced_unix_ns: sent,
+            tenant,
+            latency_us: u64::try_from(now_ns.saturating_sub(sent) / 1000).unwrap_or(u64::MAX),
+        });
     }
     if let Some(count) = counts.per_tenant.get(tenant) {
         count.fetch_add(1, Relaxed);

@@ -18,7 +18,20 @@ pub fn hookline_bin() -> PathBuf {
 /// A `hookline` command with a clean environment: no inherited
 /// `HOOKLINE__` overrides, logs at `info` as in production.
 pub fn hookline(dir: &Path) -> Command {
-    let mut command = Command::new(hookline_bin());
+    wrapped(&[], dir)
+}
+
+/// [`hookline`], run by the command `wrapper` when it is not empty
+/// (`valgrind --tool=callgrind`, `strace -c`).
+pub fn wrapped(wrapper: &[String], dir: &Path) -> Command {
+    let mut command = match wrapper {
+        [] => Command::new(hookline_bin()),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(hookline_bin());
+            command
+        }
+    };
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("HOOKLINE__") {
             command.env_remove(key);
@@ -53,11 +66,17 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub fn start(dir: &Path, name: &str, topology: &Path, group: &str) -> std::io::Result<Self> {
+    pub fn start(
+        wrapper: &[String],
+        dir: &Path,
+        name: &str,
+        topology: &Path,
+        group: &str,
+    ) -> std::io::Result<Self> {
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
         let log = dir.join(format!("{name}.log"));
-        let child = hookline(dir)
+        let child = wrapped(wrapper, dir)
             .args(["run", "--topology"])
             .arg(topology)
             .env("HOOKLINE__KAFKA__GROUP_ID", group)
