@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use url::Url;
 
 use super::destination::{BlockedRange, Destination, classify, host_ip};
@@ -21,6 +22,13 @@ use super::retry::{AttemptOutcome, parse_retry_after};
 /// for keep-alive to work with small bodies, bounded against endpoints that
 /// stream forever.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+// The request's header names and fixed value, built once rather than
+// parsed (and, for names that are not standard, allocated) per attempt.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const JOSE_JSON: HeaderValue = HeaderValue::from_static("application/jose+json");
 
 /// What is sent for one attempt. The body is the exact bytes that were
 /// signed.
@@ -57,6 +65,10 @@ impl WebhookClient {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy()
+            // Retrying is the retry policy's job, attempt by attempt; the
+            // client's own replays (of refused HTTP/2 streams) would also
+            // clone every request in case it needs one.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
             .build()?;
         Ok(Self {
@@ -78,11 +90,11 @@ impl WebhookClient {
         let mut builder = self
             .client
             .post(request.url.clone())
-            .header("content-type", "application/jose+json")
-            .header("webhook-id", request.webhook_id)
-            .header("webhook-timestamp", request.timestamp.to_string());
+            .header(CONTENT_TYPE, JOSE_JSON)
+            .header(WEBHOOK_ID, request.webhook_id)
+            .header(WEBHOOK_TIMESTAMP, request.timestamp);
         if let Some(signature) = request.signature {
-            builder = builder.header("webhook-signature", signature);
+            builder = builder.header(WEBHOOK_SIGNATURE, signature);
         }
         let response = match builder.body(request.body).send().await {
             Ok(response) => response,
