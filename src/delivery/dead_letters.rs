@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::dlq::DeadLetter;
-use crate::kafka::group::OwnedRecord;
+use crate::kafka::group::Record;
 use crate::kafka::producer::{AckedProducer, ProduceError};
 
 /// Pause between two attempts at a failing dead-letter write.
@@ -41,7 +41,7 @@ impl DeadLetterWriter {
     /// broker acknowledges it or `abort` is cancelled.
     pub async fn write(
         &self,
-        record: &OwnedRecord,
+        record: &Record<'_>,
         letter: &DeadLetter,
         abort: &CancellationToken,
     ) -> Result<(), Abandoned> {
@@ -51,8 +51,8 @@ impl DeadLetterWriter {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(
-                        partition = record.partition,
-                        offset = record.offset,
+                        partition = record.partition(),
+                        offset = record.offset(),
                         error = %e,
                         "dead-letter write failed; retrying"
                     );
@@ -67,22 +67,13 @@ impl DeadLetterWriter {
 
     async fn write_once(
         &self,
-        record: &OwnedRecord,
+        record: &Record<'_>,
         added: &[(&'static str, String)],
     ) -> Result<(), ProduceError> {
-        let headers: Vec<(&str, Option<&[u8]>)> = record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref()))
-            .chain(added.iter().map(|(k, v)| (*k, Some(v.as_bytes()))))
-            .collect();
+        let mut headers = record.headers();
+        headers.extend(added.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
         self.producer
-            .send_record(
-                &self.topic,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &headers,
-            )
+            .send_record(&self.topic, record.key(), record.value(), &headers)
             .await
             .map(|_| ())
     }

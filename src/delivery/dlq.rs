@@ -278,12 +278,14 @@ pub(crate) fn format_rfc3339_millis(instant: OffsetDateTime) -> Option<String> {
     if utc.year() < 0 {
         return None;
     }
-    let formatted = utc
-        .format(RFC3339_UTC_MILLIS)
-        // Formatting into a String fails only for components the value lacks;
-        // an OffsetDateTime has all of them.
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`, written into a buffer of its final size
+    // (formatting into a fresh one grows it three times).
+    let mut formatted = Vec::with_capacity(24);
+    utc.format_into(&mut formatted, RFC3339_UTC_MILLIS)
+        // Formatting fails only for components the value lacks; an
+        // OffsetDateTime has all of them.
         .expect("an OffsetDateTime has every component of the format");
-    Some(formatted)
+    Some(String::from_utf8(formatted).expect("the format writes ASCII"))
 }
 
 #[cfg(test)]

@@ -333,6 +333,30 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
 
+    /// The metrics resolve one series per known `result` label up front;
+    /// a label missing from that list would still be counted, but through
+    /// the slow path.
+    #[test]
+    fn every_result_label_is_a_known_metric_label() {
+        let outcomes = [
+            AttemptOutcome::from_response(204, None),
+            AttemptOutcome::from_response(503, None),
+            AttemptOutcome::Timeout { after: SECOND },
+            AttemptOutcome::Connect { error: "e".into() },
+            AttemptOutcome::Transport { error: "e".into() },
+            AttemptOutcome::BlockedDestination {
+                address: IpAddr::from([127, 0, 0, 1]),
+                range: BlockedRange::Loopback,
+            },
+        ];
+        let labels: std::collections::BTreeSet<&str> =
+            outcomes.iter().map(AttemptOutcome::result_label).collect();
+        let known = crate::telemetry::metrics::RESULT_LABELS
+            .into_iter()
+            .collect();
+        assert_eq!(labels, known);
+    }
+
     fn config(max_attempts: u32, initial: Duration, max: Duration) -> DeliveryConfig {
         DeliveryConfig {
             timeout: Duration::from_secs(30),

@@ -23,7 +23,7 @@ use super::progress::PartitionProgress;
 use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
 use crate::crypto::signature::unix_seconds;
 use crate::events::{Event, EventDecoder, RecordParts};
-use crate::kafka::group::{OwnedRecord, PartitionHandle, PartitionQueue};
+use crate::kafka::group::{PartitionHandle, PartitionQueue, Record};
 use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::{Tenant, TenantEntry, TenantTable};
 
@@ -89,14 +89,15 @@ pub async fn run_partition(
                 continue;
             }
         };
-        progress.start(record.offset);
-        lag.at(record.offset);
+        let (partition, offset) = (record.partition(), record.offset());
+        progress.start(offset);
+        lag.at(offset);
         // Identifiers only: the payload, the key and the tenant's secrets
         // never go into a span or an event.
         let span = tracing::info_span!(
             "delivery",
-            partition = record.partition,
-            offset = record.offset,
+            partition,
+            offset,
             tenant = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
@@ -106,22 +107,17 @@ pub async fn run_partition(
             .await;
         match outcome {
             Ok(outcome) => {
-                tracing::debug!(
-                    partition = record.partition,
-                    offset = record.offset,
-                    ?outcome,
-                    "done"
-                );
-                if let Some(done) = progress.finish(record.offset)
+                tracing::debug!(partition, offset, ?outcome, "done");
+                if let Some(done) = progress.finish(offset)
                     && let Err(e) = handle.store_done(done)
                 {
                     // Storing fails when the partition is no longer ours
                     // (this member was thrown out of the group): stop at
                     // once, the new owner redelivers from the last commit.
-                    tracing::warn!(partition = record.partition, error = %e, "partition lost; stopping its worker");
+                    tracing::warn!(partition, error = %e, "partition lost; stopping its worker");
                     return;
                 }
-                lag.at(record.offset + 1);
+                lag.at(offset + 1);
             }
             Err(Abandoned) => return,
         }
@@ -132,18 +128,18 @@ impl Pipeline {
     /// Carries one record to its outcome.
     async fn process(
         &self,
-        record: &OwnedRecord,
+        record: &Record<'_>,
         handle: &PartitionHandle,
         stop: &CancellationToken,
         abort: &CancellationToken,
     ) -> Result<Outcome, Abandoned> {
         let parts = RecordParts {
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            timestamp_millis: record.timestamp_ms,
-            topic: &record.topic,
-            partition: record.partition,
-            offset: record.offset,
+            key: record.key(),
+            value: record.value(),
+            timestamp_millis: record.timestamp_ms(),
+            topic: record.topic(),
+            partition: record.partition(),
+            offset: record.offset(),
         };
         let event = match self.decode(&parts, handle, stop, abort).await? {
             Ok(event) => event,
@@ -151,15 +147,11 @@ impl Pipeline {
                 let mut letter = DeadLetter::new(
                     reason,
                     error,
-                    &record.topic,
-                    record.partition,
-                    record.offset,
+                    record.topic(),
+                    record.partition(),
+                    record.offset(),
                 );
-                if let Some(tenant) = record
-                    .key
-                    .as_deref()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                {
+                if let Some(tenant) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     letter = letter.with_tenant(tenant);
                 }
                 return self.dead_letter(record, letter, abort).await;
@@ -197,7 +189,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)] // the loop's whole state, passed once
     async fn attempt_until_done(
         &self,
-        record: &OwnedRecord,
+        record: &Record<'_>,
         event: &Event,
         handle: &PartitionHandle,
         stop: &CancellationToken,
@@ -210,9 +202,9 @@ impl Pipeline {
             DeadLetter::new(
                 reason,
                 error,
-                &record.topic,
-                record.partition,
-                record.offset,
+                record.topic(),
+                record.partition(),
+                record.offset(),
             )
             .with_tenant(&event.tenant)
         };
@@ -292,7 +284,8 @@ impl Pipeline {
                     // A producer clock ahead of ours gives a negative
                     // latency, recorded as zero.
                     let latency = OffsetDateTime::now_utc() - event.occurred_at;
-                    metrics::end_to_end_latency(latency.try_into().unwrap_or_default());
+                    self.metrics
+                        .end_to_end_latency(latency.try_into().unwrap_or_default());
                     return Ok(Ended::Outcome(Outcome::Delivered));
                 }
                 RetryAction::DeadLetter(reason) => {
@@ -370,7 +363,7 @@ impl Pipeline {
 
     async fn dead_letter(
         &self,
-        record: &OwnedRecord,
+        record: &Record<'_>,
         letter: DeadLetter,
         abort: &CancellationToken,
     ) -> Result<Outcome, Abandoned> {
@@ -480,4 +473,25 @@ fn random_jitter() -> Jitter {
     let mut bytes = [0u8; 8];
     crate::crypto::fill_random(&mut bytes);
     Jitter::from_random_bits(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The metrics resolve one series per known `outcome` label up front.
+    #[test]
+    fn every_outcome_label_is_a_known_metric_label() {
+        let labels: BTreeSet<&str> = [
+            Outcome::Delivered,
+            Outcome::Filtered,
+            Outcome::DeadLettered(DlqReason::UnknownTenant),
+        ]
+        .map(Outcome::label)
+        .into_iter()
+        .collect();
+        assert_eq!(labels, metrics::OUTCOME_LABELS.into_iter().collect());
+    }
 }

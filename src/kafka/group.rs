@@ -14,6 +14,7 @@
 //! callback may block that poll for a while, so it runs on a thread of its
 //! own.
 
+use std::fmt;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -78,19 +79,59 @@ pub struct AssignedPartition {
     pub handle: PartitionHandle,
 }
 
-/// A record taken from a partition queue, detached from librdkafka's buffer
-/// so that it can live across awaits.
-#[derive(Debug, Clone)]
-pub struct OwnedRecord {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    /// Original headers, kept for the dead-letter copy. A header without a
-    /// value is kept with `None`.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+/// A record of a partition queue, read in place in librdkafka's fetch
+/// buffer: nothing of it is copied. It borrows its queue, so it lives at
+/// most as long as the partition's worker, which holds one at a time (and
+/// with it, that one fetch buffer).
+pub struct Record<'q> {
+    message: BorrowedMessage<'q>,
+}
+
+impl Record<'_> {
+    pub fn topic(&self) -> &str {
+        self.message.topic()
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.message.offset()
+    }
+
+    /// Milliseconds since the Unix epoch, when the record has a timestamp.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.message.timestamp().to_millis()
+    }
+
+    pub fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+
+    pub fn value(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+
+    /// The original headers, in order, for the dead-letter copy. A header
+    /// without a value has `None`.
+    pub fn headers(&self) -> Vec<(&str, Option<&[u8]>)> {
+        self.message
+            .headers()
+            .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Record<'_> {
+    /// Coordinates only: keys and values are customer data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("topic", &self.topic())
+            .field("partition", &self.partition())
+            .field("offset", &self.offset())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One partition's queue of records.
@@ -100,11 +141,11 @@ pub struct PartitionQueue {
 
 impl PartitionQueue {
     /// The next record of the partition, in offset order.
-    pub async fn next(&self) -> Result<OwnedRecord, KafkaError> {
+    pub async fn next(&self) -> Result<Record<'_>, KafkaError> {
         loop {
             if let Ok(result) = tokio::time::timeout(QUEUE_REPOLL_INTERVAL, self.queue.recv()).await
             {
-                return result.map(|m| detach(&m));
+                return result.map(|message| Record { message });
             }
         }
     }
@@ -343,26 +384,6 @@ fn poll_main_queue(consumer: Arc<Inner>, stop: CancellationToken) {
             }
         }
     });
-}
-
-fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedRecord {
-    OwnedRecord {
-        topic: message.topic().to_string(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp_ms: message.timestamp().to_millis(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
 }
 
 struct GroupContext {

@@ -8,10 +8,14 @@
 //! a `tenant` label is added only when `telemetry.tenant_labels` is on, and
 //! only for tenants present in the tenant table.
 
-use std::sync::{Mutex, PoisonError};
+use std::fmt;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Records finished, by `outcome`: `delivered`, `dead_lettered`, `filtered`.
@@ -127,35 +131,116 @@ fn describe() {
     );
 }
 
+/// Every value of the `outcome` label of [`DELIVERIES_TOTAL`].
+pub const OUTCOME_LABELS: [&str; 3] = ["delivered", "filtered", "dead_lettered"];
+
+/// Every value of the `result` label of [`DELIVERY_ATTEMPTS_TOTAL`].
+pub const RESULT_LABELS: [&str; 6] = [
+    "delivered",
+    "http_error",
+    "timeout",
+    "connect_error",
+    "transport_error",
+    "blocked_destination",
+];
+
 /// The delivery counters, labelled as `telemetry.tenant_labels` says.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Default)]
 pub struct DeliveryMetrics {
     tenant_labels: bool,
+    /// Handles of the series without a tenant label, looked up once: a
+    /// lookup builds the series key and hashes it, on every delivery
+    /// otherwise. Resolved on first use, once the recorder is installed.
+    handles: OnceLock<Handles>,
+}
+
+struct Handles {
+    deliveries: Vec<(&'static str, Counter)>,
+    attempts: Vec<(&'static str, Counter)>,
+    attempt_duration: Histogram,
+    end_to_end_latency: Histogram,
+}
+
+impl Handles {
+    fn resolve() -> Self {
+        Self {
+            deliveries: OUTCOME_LABELS
+                .iter()
+                .map(|&outcome| (outcome, counter!(DELIVERIES_TOTAL, "outcome" => outcome)))
+                .collect(),
+            attempts: RESULT_LABELS
+                .iter()
+                .map(|&result| {
+                    (
+                        result,
+                        counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result),
+                    )
+                })
+                .collect(),
+            attempt_duration: histogram!(DELIVERY_ATTEMPT_DURATION_SECONDS),
+            end_to_end_latency: histogram!(END_TO_END_LATENCY_SECONDS),
+        }
+    }
+}
+
+/// The handle for `label`, if it is one of the resolved ones.
+fn find<'a>(handles: &'a [(&'static str, Counter)], label: &str) -> Option<&'a Counter> {
+    handles.iter().find(|(l, _)| *l == label).map(|(_, c)| c)
+}
+
+impl fmt::Debug for DeliveryMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeliveryMetrics")
+            .field("tenant_labels", &self.tenant_labels)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeliveryMetrics {
     pub fn new(tenant_labels: bool) -> Self {
-        Self { tenant_labels }
+        Self {
+            tenant_labels,
+            handles: OnceLock::new(),
+        }
+    }
+
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(Handles::resolve)
     }
 
     /// A record reached its outcome (`delivered`, `dead_lettered`,
     /// `filtered`). `tenant` is `None` when the record names no known tenant.
     pub fn delivery_finished(&self, outcome: &'static str, tenant: Option<&str>) {
         match self.tenant(tenant) {
-            Some(t) => counter!(DELIVERIES_TOTAL, "outcome" => outcome, "tenant" => t),
-            None => counter!(DELIVERIES_TOTAL, "outcome" => outcome),
+            Some(t) => counter!(DELIVERIES_TOTAL, "outcome" => outcome, "tenant" => t).increment(1),
+            None => match find(&self.handles().deliveries, outcome) {
+                Some(counter) => counter.increment(1),
+                None => counter!(DELIVERIES_TOTAL, "outcome" => outcome).increment(1),
+            },
         }
-        .increment(1);
     }
 
     /// One HTTP attempt ended with `result` after `duration`.
     pub fn attempt_finished(&self, result: &'static str, duration: Duration, tenant: Option<&str>) {
+        let handles = self.handles();
         match self.tenant(tenant) {
-            Some(t) => counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result, "tenant" => t),
-            None => counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result),
+            Some(t) => {
+                counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result, "tenant" => t).increment(1)
+            }
+            None => match find(&handles.attempts, result) {
+                Some(counter) => counter.increment(1),
+                None => counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result).increment(1),
+            },
         }
-        .increment(1);
-        histogram!(DELIVERY_ATTEMPT_DURATION_SECONDS).record(duration.as_secs_f64());
+        handles.attempt_duration.record(duration.as_secs_f64());
+    }
+
+    /// A delivery was answered with a 2xx `latency` after its event's
+    /// timestamp (zero when the producer's clock is ahead).
+    pub fn end_to_end_latency(&self, latency: Duration) {
+        self.handles()
+            .end_to_end_latency
+            .record(latency.as_secs_f64());
     }
 
     /// A record was written to the dead-letter topic for `reason`.
@@ -170,12 +255,6 @@ impl DeliveryMetrics {
     fn tenant(&self, tenant: Option<&str>) -> Option<String> {
         tenant.filter(|_| self.tenant_labels).map(str::to_owned)
     }
-}
-
-/// A delivery was answered with a 2xx `latency` after its event's timestamp
-/// (zero when the producer's clock is ahead).
-pub fn end_to_end_latency(latency: Duration) {
-    histogram!(END_TO_END_LATENCY_SECONDS).record(latency.as_secs_f64());
 }
 
 /// The tenant table holds `tenants` entries, `invalid` of them invalid.
@@ -216,8 +295,16 @@ mod tests {
         DeliveryMetrics::new(false).delivery_finished("delivered", Some("unit-off"));
         DeliveryMetrics::new(true).delivery_finished("filtered", Some("unit-on"));
         DeliveryMetrics::new(true).dead_lettered("unknown_tenant", None);
+        let resolved = DeliveryMetrics::new(false);
+        resolved.attempt_finished("timeout", Duration::from_millis(5), None);
+        resolved.attempt_finished("timeout", Duration::from_millis(5), None);
         let text = handle.render();
         assert!(!text.contains("unit-off"), "{text}");
+        // Through the handles resolved on first use, as on a replica.
+        assert!(
+            text.contains(r#"hookline_delivery_attempts_total{result="timeout"} 2"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"hookline_deliveries_total{outcome="filtered",tenant="unit-on"} 1"#),
             "{text}"
