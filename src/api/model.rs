@@ -118,8 +118,8 @@ impl TenantView {
                 } else {
                     TenantStatus::Disabled
                 };
-                view.key_id = Some(tenant.key_id);
-                view.key_bits = u32::try_from(tenant.public_key.bits()).ok();
+                view.key_id = Some(tenant.key_id().to_owned());
+                view.key_bits = u32::try_from(tenant.public_key().bits()).ok();
             }
             Err(problem) => {
                 view.status = TenantStatus::Invalid;

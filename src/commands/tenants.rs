@@ -65,8 +65,8 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         out,
         "tenant {} written (kid {}, {} bits, {})",
         tenant.id,
-        tenant.key_id,
-        tenant.public_key.bits(),
+        tenant.key_id(),
+        tenant.public_key().bits(),
         if tenant.enabled {
             "enabled"
         } else {
@@ -113,7 +113,7 @@ async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
                 id.as_str(),
                 if t.enabled { "enabled" } else { "disabled" },
                 t.url.as_str(),
-                &t.key_id,
+                t.key_id(),
                 &t.events.as_ref().map_or_else(
                     || "*".to_string(),
                     |e| e.iter().map(Pattern::as_str).collect::<Vec<_>>().join(","),
@@ -166,9 +166,9 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
             "id": id,
             "status": if t.enabled { "enabled" } else { "disabled" },
             "url": t.url.as_str(),
-            "key_id": t.key_id,
-            "key_bits": t.public_key.bits(),
-            "public_key": t.public_key.to_spki_pem(),
+            "key_id": t.key_id(),
+            "key_bits": t.public_key().bits(),
+            "public_key": t.public_key().to_spki_pem(),
             "events": t.events.as_ref().map(|e| e.iter().map(Pattern::as_str).collect::<Vec<_>>()),
             "signing_secret": t.signing_secret.as_ref().map(|_| "<set>"),
             "api_key": t.api_key_sha256.as_ref().map(|_| "<set>"),

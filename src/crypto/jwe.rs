@@ -157,7 +157,7 @@ struct FlattenedIn<'a> {
 #[derive(Clone, Debug)]
 pub struct Recipient {
     key: PublicKey,
-    kid: String,
+    kid: Box<str>,
     /// `{"protected":"<b64>","encrypted_key":"`; the AAD is a slice of it.
     prefix: Box<str>,
     aad: std::ops::Range<usize>,
@@ -183,7 +183,7 @@ impl Recipient {
         prefix.push_str(r#"","encrypted_key":""#);
         Recipient {
             key,
-            kid: kid.to_owned(),
+            kid: kid.into(),
             prefix: prefix.into_boxed_str(),
             aad,
         }

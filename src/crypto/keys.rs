@@ -143,11 +143,15 @@ impl From<KeyRejected> for KeyError {
 #[derive(Clone)]
 pub struct PublicKey(Arc<PublicInner>);
 
+/// One per tenant, so kept small: the aws-lc key is the only copy of the
+/// key material (its DER and size are derived from it when asked for), and
+/// the thumbprint is kept as its digest rather than as text.
 struct PublicInner {
     oaep: OaepPublicEncryptingKey,
-    spki_der: Box<[u8]>,
-    bits: usize,
-    thumbprint: String,
+    /// The same aws-lc key as `oaep` (shared, not copied), for serialising.
+    key: PublicEncryptingKey,
+    /// SHA-256 of the RFC 7638 JWK; its base64url is the thumbprint.
+    thumbprint: [u8; 32],
 }
 
 impl PublicKey {
@@ -178,7 +182,7 @@ impl PublicKey {
             source: spki::der::Tag::BitString.value_error().into(),
         })?;
         let rsa = decode_rsa_public(pkcs1)?;
-        PublicKey::from_parts(&rsa, der.into())
+        PublicKey::from_parts(&rsa, der)
     }
 
     /// Builds a key from a DER PKCS#1 `RSAPublicKey`.
@@ -189,47 +193,46 @@ impl PublicKey {
             subject_public_key: BitStringRef::from_bytes(der).map_err(|_| KeyError::Encoding)?,
         };
         let spki_der = spki.to_der().map_err(|_| KeyError::Encoding)?;
-        PublicKey::from_parts(&rsa, spki_der.into())
+        PublicKey::from_parts(&rsa, &spki_der)
     }
 
-    fn from_parts(rsa: &RsaPublicKeyRef<'_>, spki_der: Box<[u8]>) -> Result<PublicKey, KeyError> {
-        let bits = check_size(rsa.modulus.as_bytes())?;
+    fn from_parts(rsa: &RsaPublicKeyRef<'_>, spki_der: &[u8]) -> Result<PublicKey, KeyError> {
+        check_size(rsa.modulus.as_bytes())?;
         let thumbprint = jwk_thumbprint(rsa.modulus.as_bytes(), rsa.public_exponent.as_bytes());
-        let key = PublicEncryptingKey::from_der(&spki_der)?;
-        let oaep = OaepPublicEncryptingKey::new(key).map_err(|_| KeyError::Encoding)?;
+        let key = PublicEncryptingKey::from_der(spki_der)?;
+        let oaep = OaepPublicEncryptingKey::new(key.clone()).map_err(|_| KeyError::Encoding)?;
         Ok(PublicKey(Arc::new(PublicInner {
             oaep,
-            spki_der,
-            bits,
+            key,
             thumbprint,
         })))
     }
 
     /// The modulus size in bits.
     pub fn bits(&self) -> usize {
-        self.0.bits
+        self.0.oaep.key_size_bits()
     }
 
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url without padding): the
     /// default `kid` of the key.
     pub fn thumbprint(&self) -> String {
-        self.0.thumbprint.clone()
-    }
-
-    /// The thumbprint, borrowed.
-    pub fn thumbprint_str(&self) -> &str {
-        &self.0.thumbprint
+        URL_SAFE_NO_PAD.encode(self.0.thumbprint)
     }
 
     /// The DER `SubjectPublicKeyInfo`.
-    pub fn spki_der(&self) -> &[u8] {
-        &self.0.spki_der
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.0
+            .key
+            .as_der()
+            .expect("aws-lc serialises the RSA public key it parsed")
+            .as_ref()
+            .to_vec()
     }
 
     /// The key as a PEM `PUBLIC KEY` (SPKI): 64-column base64, LF line
     /// endings, as OpenSSL writes it.
     pub fn to_spki_pem(&self) -> String {
-        encode_pem(LABEL_SPKI, self.0.spki_der.to_vec())
+        encode_pem(LABEL_SPKI, self.spki_der())
     }
 
     /// The prepared RSA-OAEP key, for the JWE module.
@@ -240,7 +243,7 @@ impl PublicKey {
 
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
-        self.0.spki_der == other.0.spki_der
+        Arc::ptr_eq(&self.0, &other.0) || self.spki_der() == other.spki_der()
     }
 }
 
@@ -249,8 +252,8 @@ impl Eq for PublicKey {}
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
-            .field("bits", &self.0.bits)
-            .field("thumbprint", &self.0.thumbprint)
+            .field("bits", &self.bits())
+            .field("thumbprint", &self.thumbprint())
             .finish()
     }
 }
@@ -364,7 +367,7 @@ impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PrivateKey")
             .field("bits", &self.0.public.bits())
-            .field("thumbprint", &self.0.public.thumbprint_str())
+            .field("thumbprint", &self.0.public.thumbprint())
             .finish_non_exhaustive()
     }
 }
@@ -474,13 +477,14 @@ fn modulus_bits(modulus: &[u8]) -> usize {
 
 /// RFC 7638: SHA-256 over the JWK's required members in lexicographic order,
 /// without whitespace, integers as unpadded big-endian base64url.
-fn jwk_thumbprint(modulus: &[u8], exponent: &[u8]) -> String {
+/// Returns the digest; its base64url is the thumbprint.
+fn jwk_thumbprint(modulus: &[u8], exponent: &[u8]) -> [u8; 32] {
     let json = format!(
         r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
         URL_SAFE_NO_PAD.encode(strip_leading_zeros(exponent)),
         URL_SAFE_NO_PAD.encode(strip_leading_zeros(modulus)),
     );
-    URL_SAFE_NO_PAD.encode(sha256(json.as_bytes()))
+    sha256(json.as_bytes())
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {

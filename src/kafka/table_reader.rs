@@ -113,10 +113,15 @@ impl TableReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            // The restore keeps every record it reads until the table is
-            // built; librdkafka's default prefetch (64 MB) would add as much
-            // again at the peak. 8 MB still keeps the fetches large.
+            // Prefetched records are memory at the restore's peak, on top
+            // of the table being built; librdkafka's default prefetch is
+            // 64 MB. 8 MB still keeps the fetches large.
             .set("queued.max.messages.kbytes", "8192")
+            // Once that prefetch is full, librdkafka postpones the next
+            // fetch by this much (1 s by default), which the restore drains
+            // in a fraction of that: without it, reading 100,000 records
+            // stalled for a second every 8 MB.
+            .set("fetch.queue.backoff.ms", "10")
             .create()
             .map_err(TableReaderError::Client)?;
         let consumer = Arc::new(consumer);

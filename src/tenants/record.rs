@@ -73,12 +73,10 @@ pub enum TenantError {
 pub struct Tenant {
     pub id: String,
     pub url: Url,
-    pub public_key: PublicKey,
-    /// The JWE `kid`: the record's `key_id`, or the key's RFC 7638
-    /// thumbprint.
-    pub key_id: String,
-    /// The key and `kid` prepared for encryption (protected header built
-    /// once per record version).
+    /// The public key and the JWE `kid` (the record's `key_id`, or the
+    /// key's RFC 7638 thumbprint), prepared for encryption (protected
+    /// header built once per record version). [`Tenant::public_key`] and
+    /// [`Tenant::key_id`] read them from here rather than from copies.
     pub recipient: Recipient,
     pub signing_secret: Option<SigningSecret>,
     /// Event-type patterns; `None` subscribes to every event.
@@ -92,6 +90,17 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The tenant's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        self.recipient.key()
+    }
+
+    /// The JWE `kid`: the record's `key_id`, or the key's RFC 7638
+    /// thumbprint.
+    pub fn key_id(&self) -> &str {
+        self.recipient.kid()
+    }
+
     /// Parses and validates a record value read from the topic.
     pub fn from_bytes(id: &str, value: &[u8]) -> Result<Self, TenantError> {
         if value.len() > MAX_RECORD_BYTES {
@@ -106,15 +115,19 @@ impl Tenant {
         validate_id(id)?;
         let url = validate_url(&record.url)?;
         let public_key = PublicKey::parse(&record.public_key).map_err(TenantError::PublicKey)?;
+        let thumbprint;
         let key_id = match &record.key_id {
             Some(kid) => {
                 let printable = kid.bytes().all(|b| b.is_ascii_graphic());
                 if kid.is_empty() || kid.len() > 128 || !printable {
                     return Err(TenantError::KeyId);
                 }
-                kid.clone()
+                kid.as_str()
             }
-            None => public_key.thumbprint(),
+            None => {
+                thumbprint = public_key.thumbprint();
+                thumbprint.as_str()
+            }
         };
         let signing_secret = record
             .signing_secret
@@ -141,9 +154,7 @@ impl Tenant {
         Ok(Self {
             id: id.to_string(),
             url,
-            recipient: Recipient::new(public_key.clone(), &key_id),
-            public_key,
-            key_id,
+            recipient: Recipient::new(public_key, key_id),
             signing_secret,
             events,
             enabled: record.enabled,

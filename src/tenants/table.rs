@@ -159,11 +159,16 @@ impl TenantTable {
     /// Validates a record, counting and logging a failure.
     pub(super) fn build_entry(&self, id: &str, value: &[u8]) -> TenantEntry {
         let entry = TenantEntry::from_value(id, value);
-        if let TenantEntry::Invalid { error } = &entry {
+        self.note_if_invalid(id, &entry);
+        entry
+    }
+
+    /// Counts and logs an entry whose record failed validation.
+    pub(super) fn note_if_invalid(&self, id: &str, entry: &TenantEntry) {
+        if let TenantEntry::Invalid { error } = entry {
             self.inner.invalid_records.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(tenant = %id, %error, "invalid tenant record; its events will be dead-lettered");
         }
-        entry
     }
 
     /// The tenant id of a record key, or `None` (counted and logged) when
