@@ -45,6 +45,9 @@ const QUEUE_REPOLL_INTERVAL: Duration = Duration::from_millis(100);
 /// memory stays bounded by partitions × this.
 const QUEUED_MAX_KBYTES_PER_PARTITION: usize = 1024;
 
+/// How soon a partition whose prefetch was full is fetched again.
+const FETCH_QUEUE_BACKOFF: Duration = Duration::from_millis(10);
+
 type Inner = StreamConsumer<GroupContext>;
 
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +252,13 @@ impl GroupConsumer {
             .set(
                 "queued.max.messages.kbytes",
                 QUEUED_MAX_KBYTES_PER_PARTITION.to_string(),
+            )
+            // Once a partition's prefetch is full, librdkafka postpones its
+            // next fetch by this much (1 s by default), longer than a busy
+            // worker takes to work through 1 MB: the partition would idle.
+            .set(
+                "fetch.queue.backoff.ms",
+                FETCH_QUEUE_BACKOFF.as_millis().to_string(),
             )
             .set_log_level(RDKafkaLogLevel::Warning)
             .create_with_context(context)
