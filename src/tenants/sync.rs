@@ -8,11 +8,11 @@
 //! for the entries built on other threads. Only the latest version of a
 //! key ends up in the table: every version of a key goes to the same
 //! thread, in the order read, and a later one replaces the entry of an
-//! earlier one. A key
-//! with several versions in the topic (the part the log cleaner has not
-//! compacted yet) is parsed once per version; validation failures and
-//! unusable keys are counted and logged only for the versions that remain,
-//! once the restore is complete, as if only those had been parsed.
+//! earlier one. A key with several versions in the topic (the part the log
+//! cleaner has not compacted yet) is parsed once per version; validation
+//! failures and unusable keys are counted and logged only for the versions
+//! that remain, once the restore is complete, as if only those had been
+//! parsed.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
