@@ -19,6 +19,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(matches!(tenant.url.scheme(), "http" | "https"));
         assert!(tenant.url.host().is_some());
         assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
-        assert!(!tenant.key_id.is_empty());
+        assert!(!tenant.key_id().is_empty());
     }
 });
