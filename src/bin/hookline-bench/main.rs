@@ -161,46 +161,31 @@ async fn run(args: Args) -> Result<(), String> {
     let floor = if wants("floor") || wants("throughput") {
         eprintln!("floor: timing the primitives");
         let floor = floor::measure(&bench.receiver.url(0), Duration::from_secs(1)).await?;
-        rows.push(row(
-            "RSA-OAEP-256 wrap, 2048 bits",
-            format!("{:.1} µs", floor.rsa_oaep_wrap_2048_us),
-            "",
-        ));
-        rows.push(row(
-            "RSA-OAEP-256 wrap, 4096 bits",
-            format!("{:.1} µs", floor.rsa_oaep_wrap_4096_us),
-            "",
-        ));
-        rows.push(row(
-            "AES-256-GCM, 1 KiB",
-            format!("{:.2} µs", floor.aes_256_gcm_1kib_us),
-            "",
-        ));
-        rows.push(row(
-            "signature (HMAC-SHA256)",
-            format!("{:.2} µs", floor.signature_us),
-            "",
-        ));
-        rows.push(row(
-            "keep-alive POST, loopback",
-            format!("{:.1} µs", floor.keepalive_post_us),
-            "",
-        ));
-        rows.push(row(
-            "keep-alive POST, CPU (client + receiver)",
-            format!("{:.1} µs", floor.keepalive_post_cpu_us),
-            "",
-        ));
-        rows.push(row(
-            "JWE of 1 KiB (library)",
-            format!("{:.1} µs", floor.jwe_encrypt_1kib_us),
-            "",
-        ));
-        rows.push(row(
-            "floor per delivery",
-            format!("{:.1} µs", floor.per_delivery_us()),
-            "",
-        ));
+        let items = [
+            (
+                "RSA-OAEP-256 wrap, 2048 bits",
+                floor.rsa_oaep_wrap_2048_us,
+                1,
+            ),
+            (
+                "RSA-OAEP-256 wrap, 4096 bits",
+                floor.rsa_oaep_wrap_4096_us,
+                1,
+            ),
+            ("AES-256-GCM, 1 KiB", floor.aes_256_gcm_1kib_us, 2),
+            ("signature (HMAC-SHA256)", floor.signature_us, 2),
+            ("keep-alive POST, loopback", floor.keepalive_post_us, 1),
+            (
+                "keep-alive POST, CPU (client + receiver)",
+                floor.keepalive_post_cpu_us,
+                1,
+            ),
+            ("JWE of 1 KiB (library)", floor.jwe_encrypt_1kib_us, 1),
+            ("floor per delivery", floor.per_delivery_us(), 1),
+        ];
+        for (measure, us, decimals) in items {
+            rows.push(row(measure, format!("{us:.decimals$} µs"), ""));
+        }
         results.insert(
             "floor".into(),
             json!({"items": floor, "per_delivery_us": floor.per_delivery_us()}),
