@@ -1,6 +1,5 @@
-# hookline container image: a build stage with the toolchain and the headers
-# librdkafka compiles against, and a small runtime stage that runs as an
-# unprivileged user.
+# hookline container image: a build stage with the toolchain, and a small
+# runtime stage that runs as an unprivileged user.
 #
 #   docker build -t hookline .
 #   docker run --rm -e HOOKLINE__KAFKA__BOOTSTRAP_SERVERS=kafka:9092 -p 9464:9464 hookline
@@ -9,23 +8,18 @@
 # way (`docker run --rm hookline setup-topics --dry-run`).
 
 FROM rust:1.88-bookworm AS builder
-# librdkafka is built from source (rdkafka's cmake-build feature) with TLS,
-# SASL (SCRAM, GSSAPI through Cyrus SASL), zlib and zstd.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev libzstd-dev \
-    && rm -rf /var/lib/apt/lists/*
+# librdkafka and the C libraries it uses (OpenSSL, zlib, zstd) are built
+# from source and linked statically with the image's compiler, make and perl.
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin hookline \
     && cp target/release/hookline /usr/local/bin/hookline
 
 FROM debian:bookworm-slim
-# The shared libraries the binary links against, and CA certificates for
-# HTTPS webhooks and TLS to Kafka.
+# CA certificates for HTTPS webhooks and TLS to Kafka; the binary needs no
+# shared library beyond the C library.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        ca-certificates libssl3 libsasl2-2 libsasl2-modules zlib1g libzstd1 \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hookline
 COPY --from=builder /usr/local/bin/hookline /usr/local/bin/hookline

@@ -20,11 +20,20 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 
+/// Properties that name where TLS finds the CA certificates it trusts.
+const CA_PROPERTIES: &[&str] = &["ssl.ca.location", "ssl.ca.pem"];
+
 /// The librdkafka configuration every client starts from: the bootstrap
 /// servers and the pass-through properties (security, client id, ...).
 /// Each kind of client adds its own properties on top.
 pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
+    // OpenSSL is linked into the binary, so its built-in certificate paths
+    // point into the build directory, not at the system's CA bundle: unless
+    // told otherwise, librdkafka looks in the usual places of the system.
+    if CA_PROPERTIES.iter().all(|p| config.properties.get(p).is_none()) {
+        client.set("ssl.ca.location", "probe");
+    }
     for (key, value) in config.properties.iter() {
         client.set(key, value);
     }
@@ -55,5 +64,39 @@ mod tests {
         let client = client_config(&config.kafka);
         assert_eq!(client.get("bootstrap.servers"), Some("k1:9092,k2:9092"));
         assert_eq!(client.get("client.id"), Some("hookline-test"));
+        assert_eq!(client.get("ssl.ca.location"), Some("probe"));
+    }
+
+    #[test]
+    fn a_configured_ca_replaces_the_probe() {
+        let env = [(
+            "HOOKLINE__KAFKA__PROPERTIES__SSL.CA.LOCATION".to_string(),
+            "/etc/kafka/ca.pem".to_string(),
+        )];
+        let config = Config::load_from(None, env, &Overrides::default()).unwrap();
+        let client = client_config(&config.kafka);
+        assert_eq!(client.get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+    }
+
+    /// The build links librdkafka with its TLS and compression libraries
+    /// built from source; a change of features that dropped one would only
+    /// show against a cluster that needs it.
+    #[test]
+    fn librdkafka_is_built_with_tls_sasl_and_compression() {
+        let native = ClientConfig::new().create_native_config().unwrap();
+        let features = native.get("builtin.features").unwrap();
+        let features: Vec<&str> = features.split(',').collect();
+        for wanted in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "gzip",
+            "snappy",
+            "lz4",
+            "zstd",
+        ] {
+            assert!(features.contains(&wanted), "{wanted} missing from {features:?}");
+        }
     }
 }
