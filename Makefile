@@ -6,9 +6,15 @@ SHELL := bash
 CARGO ?= cargo
 KAFKA := testcontainers/kafka.sh
 APICURIO := testcontainers/apicurio.sh
+# Installs what a target needs and is missing (a no-op when all is there).
+SETUP := bash scripts/setup.sh
 # Seconds per fuzz target in `make test`; `make fuzz` takes FUZZ_LONG.
 FUZZ_SECONDS ?= 15
 FUZZ_LONG ?= 600
+
+.PHONY: setup
+setup: ## Install the system packages the build and the tests need (done by every target that needs them)
+	$(SETUP) test
 
 .PHONY: help
 help: ## List the targets
@@ -17,6 +23,7 @@ help: ## List the targets
 
 .PHONY: run
 run: ## The whole flow in one process (embedded Kafka, local receivers); no services needed
+	@$(SETUP) build
 	$(CARGO) run --quiet -- demo
 
 .PHONY: replica
@@ -29,10 +36,12 @@ topics: build up ## Create or reconcile hookline's topics on the local broker
 
 .PHONY: build
 build: ## Build the hookline binary
+	@$(SETUP) build
 	$(CARGO) build
 
 .PHONY: up
 up: ## Start the local Kafka broker and schema registry (reused when running)
+	@$(SETUP) test
 	bash $(KAFKA) up
 	bash $(APICURIO) up
 
@@ -53,7 +62,7 @@ test: up ## Run unit, integration and interoperability tests against the local s
 	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 .PHONY: soak
-soak: ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart; a 60 s broker outage
+soak: up ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart; a 60 s broker outage
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it soak -- --nocapture
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it outage:: -- --nocapture
 
@@ -68,5 +77,6 @@ bench: up ## Benchmarks (about 3 minutes after the build; BENCH_ARGS=--quick for
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
+	@$(SETUP) build
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
