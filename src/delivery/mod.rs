@@ -8,12 +8,15 @@
 //! `dead_letters` writes to the DLQ, `worker` carries one partition's
 //! records to their outcomes, `runner` is the replica.
 
+pub mod commit_metadata;
 pub mod dead_letters;
 pub mod destination;
 pub mod dlq;
 pub mod http;
+pub mod partition;
 pub mod progress;
 pub mod reconnect;
 pub mod retry;
 pub mod runner;
+pub mod scheduler;
 pub mod worker;

@@ -39,6 +39,12 @@ pub const PARTITIONS_ASSIGNED: &str = "hookline_partitions_assigned";
 pub const PARTITIONS_BACKING_OFF: &str = "hookline_partitions_backing_off";
 /// High watermark minus the worker's position, by `partition`.
 pub const CONSUMER_LAG: &str = "hookline_consumer_lag";
+/// Tenants suspended on the partitions this replica owns.
+pub const TENANTS_SUSPENDED: &str = "hookline_tenants_suspended";
+/// Tenants whose current event waits between two attempts.
+pub const TENANTS_BACKING_OFF: &str = "hookline_tenants_backing_off";
+/// Assigned partitions whose window is full, so that nothing more is read.
+pub const PARTITIONS_WINDOW_FULL: &str = "hookline_partitions_window_full";
 
 /// Buckets of one attempt: a quick receiver answers in milliseconds, the
 /// default `delivery.timeout` is 30 s.
@@ -91,6 +97,7 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
     // first assignment.
     gauge!(PARTITIONS_ASSIGNED).set(0.0);
     gauge!(PARTITIONS_BACKING_OFF).set(0.0);
+    describe_scheduling();
     *slot = Some(handle.clone());
     Ok(handle)
 }
@@ -123,7 +130,7 @@ fn describe() {
     );
     describe_gauge!(
         PARTITIONS_BACKING_OFF,
-        "Assigned partitions waiting before their next attempt."
+        "Assigned partitions whose lowest unfinished record waits before its next attempt."
     );
     describe_gauge!(
         CONSUMER_LAG,
@@ -276,6 +283,56 @@ pub fn backoff_started() {
 /// A partition's worker stopped waiting.
 pub fn backoff_ended() {
     gauge!(PARTITIONS_BACKING_OFF).decrement(1.0);
+}
+
+/// Describes the gauges of key-ordered scheduling and sets them to zero.
+fn describe_scheduling() {
+    describe_gauge!(
+        TENANTS_SUSPENDED,
+        "Tenants suspended on this replica's partitions: their events go to the dead-letter topic as tenant_suspended until a probe succeeds."
+    );
+    describe_gauge!(
+        TENANTS_BACKING_OFF,
+        "Tenants whose current event waits before its next attempt."
+    );
+    describe_gauge!(
+        PARTITIONS_WINDOW_FULL,
+        "Assigned partitions whose window of unfinished records is full: nothing more is read until the lowest finishes."
+    );
+    for name in [
+        TENANTS_SUSPENDED,
+        TENANTS_BACKING_OFF,
+        PARTITIONS_WINDOW_FULL,
+    ] {
+        gauge!(name).set(0.0);
+    }
+}
+
+/// A partition's suspended tenants changed by `delta`.
+pub fn tenants_suspended_changed(delta: i64) {
+    adjust(TENANTS_SUSPENDED, delta);
+}
+
+/// A partition's tenants backing off changed by `delta`.
+pub fn tenants_backing_off_changed(delta: i64) {
+    adjust(TENANTS_BACKING_OFF, delta);
+}
+
+/// A partition's lowest unfinished record started (1) or stopped (-1)
+/// waiting before its next attempt.
+pub fn partitions_backing_off_changed(delta: i64) {
+    adjust(PARTITIONS_BACKING_OFF, delta);
+}
+
+/// A partition's window filled (1) or got room again (-1).
+pub fn partitions_window_full_changed(delta: i64) {
+    adjust(PARTITIONS_WINDOW_FULL, delta);
+}
+
+fn adjust(name: &'static str, delta: i64) {
+    if delta != 0 {
+        gauge!(name).increment(delta as f64);
+    }
 }
 
 /// `partition` is `lag` records behind its high watermark.

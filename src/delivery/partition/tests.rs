@@ -1,0 +1,589 @@
+//! The driver against a scripted partition and processor, in paused time:
+//! every sleep below advances a virtual clock at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+use crate::delivery::scheduler::{Admission, Lanes};
+
+const ATTEMPT: Duration = Duration::from_millis(50);
+const BACKOFF: Duration = Duration::from_secs(1);
+
+struct FakeRecord {
+    offset: i64,
+    key: Vec<u8>,
+}
+
+impl SourceRecord for FakeRecord {
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Some(&self.key)
+    }
+    fn size(&self) -> usize {
+        self.key.len() + 100
+    }
+}
+
+/// A partition fed by the test; it remembers what was stored and committed.
+struct FakeSource {
+    records: tokio::sync::Mutex<mpsc::UnboundedReceiver<FakeRecord>>,
+    committed: Option<(i64, String)>,
+    stored: Arc<Mutex<Vec<(i64, String)>>>,
+    commits: Arc<Mutex<Vec<(i64, String)>>>,
+}
+
+impl PartitionSource for FakeSource {
+    type Record = FakeRecord;
+
+    fn partition(&self) -> i32 {
+        0
+    }
+
+    async fn next(&self) -> FakeRecord {
+        let mut records = self.records.lock().await;
+        match records.recv().await {
+            Some(record) => record,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn committed(&self) -> Option<(i64, String)> {
+        self.committed.clone()
+    }
+
+    fn store(&self, offset: i64, metadata: &str) -> Result<(), PartitionLost> {
+        self.stored
+            .lock()
+            .unwrap()
+            .push((offset, metadata.to_string()));
+        Ok(())
+    }
+
+    async fn commit(&self, offset: i64, metadata: &str) {
+        self.commits
+            .lock()
+            .unwrap()
+            .push((offset, metadata.to_string()));
+    }
+
+    fn lag(&self, _next_offset: i64) -> Option<i64> {
+        None
+    }
+}
+
+/// How a tenant's endpoint behaves.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    /// Answers 2xx after one attempt.
+    Healthy,
+    /// Fails every attempt; the record is dead-lettered after `attempts`.
+    Failing { attempts: u32 },
+}
+
+/// One record's run through the processor.
+#[derive(Debug, Clone)]
+struct Run {
+    offset: i64,
+    key: String,
+    admission: Admission,
+    started: Instant,
+    ended: Option<(Instant, Result<Ending, Abandoned>)>,
+}
+
+#[derive(Default)]
+struct FakeProcessor {
+    endpoints: Mutex<HashMap<Vec<u8>, Endpoint>>,
+    spacing: HashMap<Vec<u8>, Duration>,
+    runs: Mutex<Vec<Run>>,
+}
+
+impl FakeProcessor {
+    fn endpoint(&self, key: &[u8]) -> Endpoint {
+        self.endpoints
+            .lock()
+            .unwrap()
+            .get(key)
+            .copied()
+            .unwrap_or(Endpoint::Healthy)
+    }
+
+    fn set(&self, key: &str, endpoint: Endpoint) {
+        self.endpoints
+            .lock()
+            .unwrap()
+            .insert(key.as_bytes().to_vec(), endpoint);
+    }
+
+    fn runs(&self) -> Vec<Run> {
+        self.runs.lock().unwrap().clone()
+    }
+
+    /// The attempts of one record: what the real worker does, with
+    /// sleeps for HTTP and backoff.
+    async fn attempts(
+        &self,
+        job: &Job<FakeRecord>,
+        control: &JobControl,
+    ) -> Result<Ending, Abandoned> {
+        let endpoint = self.endpoint(&job.record.key);
+        match job.admission {
+            Admission::Suspended => return Ok(Ending::Other),
+            Admission::Probe => {
+                tokio::time::sleep(ATTEMPT).await;
+                return Ok(match endpoint {
+                    Endpoint::Healthy => Ending::Delivered,
+                    Endpoint::Failing { .. } => Ending::Other,
+                });
+            }
+            Admission::Deliver => {}
+        }
+        let mut attempt = 0;
+        loop {
+            if control.stop.is_cancelled() {
+                return Err(Abandoned);
+            }
+            attempt += 1;
+            tokio::select! {
+                _ = control.abort.cancelled() => return Err(Abandoned),
+                _ = tokio::time::sleep(ATTEMPT) => {}
+            }
+            match self.endpoint(&job.record.key) {
+                Endpoint::Healthy => return Ok(Ending::Delivered),
+                Endpoint::Failing { attempts } if attempt >= attempts => {
+                    return Ok(Ending::RetriesExhausted);
+                }
+                Endpoint::Failing { .. } => {}
+            }
+            control.backing_off(true);
+            let waited = tokio::select! {
+                _ = control.stop.cancelled() => Err(Abandoned),
+                _ = control.abort.cancelled() => Err(Abandoned),
+                _ = control.suspended.cancelled() => Ok(false),
+                _ = tokio::time::sleep(BACKOFF) => Ok(true),
+            };
+            control.backing_off(false);
+            if !waited? {
+                // Suspended while waiting: dead-lettered at once.
+                return Ok(Ending::Other);
+            }
+        }
+    }
+}
+
+impl RecordProcessor<FakeRecord> for FakeProcessor {
+    async fn process(
+        self: Arc<Self>,
+        job: Job<FakeRecord>,
+        control: JobControl,
+    ) -> Result<Ending, Abandoned> {
+        let index = {
+            let mut runs = self.runs.lock().unwrap();
+            runs.push(Run {
+                offset: job.offset,
+                key: String::from_utf8_lossy(&job.record.key).into_owned(),
+                admission: job.admission,
+                started: Instant::now(),
+                ended: None,
+            });
+            runs.len() - 1
+        };
+        let result = self.attempts(&job, &control).await;
+        self.runs.lock().unwrap()[index].ended = Some((Instant::now(), result));
+        result
+    }
+
+    fn spacing(&self, tenant: &[u8]) -> Option<Duration> {
+        self.spacing.get(tenant).copied()
+    }
+}
+
+/// A running driver and the handles to feed and watch it.
+struct Harness {
+    feed: mpsc::UnboundedSender<FakeRecord>,
+    next_offset: i64,
+    processor: Arc<FakeProcessor>,
+    stored: Arc<Mutex<Vec<(i64, String)>>>,
+    commits: Arc<Mutex<Vec<(i64, String)>>>,
+    stop: CancellationToken,
+    driver: tokio::task::JoinHandle<()>,
+    t0: Instant,
+}
+
+fn settings(lanes: Lanes) -> Settings {
+    Settings {
+        lanes,
+        window: 100,
+        window_bytes: 1 << 20,
+        suspend_after: 3,
+        probe_interval: Duration::from_secs(60),
+    }
+}
+
+impl Harness {
+    fn start(
+        settings: Settings,
+        processor: FakeProcessor,
+        committed: Option<(i64, String)>,
+    ) -> Self {
+        let (feed, records) = mpsc::unbounded_channel();
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let source = FakeSource {
+            records: tokio::sync::Mutex::new(records),
+            committed: committed.clone(),
+            stored: stored.clone(),
+            commits: commits.clone(),
+        };
+        let processor = Arc::new(processor);
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn(run(
+            source,
+            processor.clone(),
+            settings,
+            stop.clone(),
+            CancellationToken::new(),
+        ));
+        Self {
+            feed,
+            next_offset: committed.map_or(0, |(o, _)| o),
+            processor,
+            stored,
+            commits,
+            stop,
+            driver,
+            t0: Instant::now(),
+        }
+    }
+
+    fn produce(&mut self, keys: &[&str]) {
+        for key in keys {
+            self.feed
+                .send(FakeRecord {
+                    offset: self.next_offset,
+                    key: key.as_bytes().to_vec(),
+                })
+                .unwrap();
+            self.next_offset += 1;
+        }
+    }
+
+    /// The offset stored last, as the group would commit it.
+    fn stored_offset(&self) -> Option<i64> {
+        self.stored.lock().unwrap().last().map(|(o, _)| *o)
+    }
+
+    fn runs_of(&self, key: &str) -> Vec<Run> {
+        self.processor
+            .runs()
+            .into_iter()
+            .filter(|r| r.key == key)
+            .collect()
+    }
+
+    /// When each run of `key` ended, after the start of the test.
+    fn ends_of(&self, key: &str) -> Vec<Duration> {
+        self.runs_of(key)
+            .iter()
+            .filter_map(|r| r.ended.map(|(at, _)| at - self.t0))
+            .collect()
+    }
+
+    async fn stop(self) -> Self {
+        self.stop.cancel();
+        let driver = self.driver;
+        driver.await.unwrap();
+        Self {
+            driver: tokio::spawn(async {}),
+            ..self
+        }
+    }
+}
+
+/// Waits until `done` holds, in virtual time (a minute at the most).
+async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..60_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("not done after a minute of virtual time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_tenant_holds_back_only_itself() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 3 });
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["bad", "a", "b", "a", "c", "b", "a", "bad", "c"]);
+
+    until(|| h.stored_offset() == Some(9)).await;
+    for key in ["a", "b", "c"] {
+        // Each healthy tenant's events one after the other, at once.
+        for end in h.ends_of(key) {
+            assert!(end <= ATTEMPT * 4, "{key} ended after {end:?}");
+        }
+    }
+    // bad: three attempts and two backoffs, then its second event.
+    let bad = h.ends_of("bad");
+    assert!(bad[0] >= BACKOFF * 2, "{bad:?}");
+    assert!(
+        bad[1] >= bad[0] + BACKOFF * 2,
+        "bad's events one after the other"
+    );
+
+    // Until bad's first event was dead-lettered, the stored offset stayed
+    // below it, with the others' finished records in the metadata.
+    let stored = h.stored.lock().unwrap().clone();
+    let while_stuck: Vec<&(i64, String)> = stored.iter().filter(|(o, _)| *o == 0).collect();
+    let finished = while_stuck
+        .iter()
+        .filter_map(|(_, text)| CommitMetadata::decode(text))
+        .map(|m| m.finished_above)
+        .max_by_key(Vec::len)
+        .unwrap();
+    assert_eq!(finished, [1, 2, 3, 4, 5, 6, 8]);
+    // The offset did not move, so the group would not commit it: the
+    // driver committed the metadata itself.
+    assert!(h.commits.lock().unwrap().iter().any(|(o, _)| *o == 0));
+    assert_eq!(
+        stored.last().unwrap().0,
+        9,
+        "all done: past the last record"
+    );
+    assert!(
+        stored.windows(2).all(|w| w[0].0 <= w[1].0),
+        "the stored offset never goes back"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_order_makes_partition_mates_wait() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 3 });
+    let mut h = Harness::start(settings(Lanes::PerPartition), processor, None);
+    h.produce(&["bad", "a", "b"]);
+
+    until(|| {
+        h.processor
+            .runs()
+            .iter()
+            .filter(|r| r.ended.is_some())
+            .count()
+            == 3
+    })
+    .await;
+    let bad = h.ends_of("bad")[0];
+    for key in ["a", "b"] {
+        assert!(h.ends_of(key)[0] > bad, "{key} waited for bad");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_is_suspended_after_consecutive_failures_and_resumed_by_a_probe() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 2 });
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["bad"; 5]);
+    until(|| {
+        h.runs_of("bad")
+            .iter()
+            .filter(|r| r.ended.is_some())
+            .count()
+            == 5
+    })
+    .await;
+    let admissions: Vec<Admission> = h.runs_of("bad").iter().map(|r| r.admission).collect();
+    use Admission::*;
+    assert_eq!(
+        admissions,
+        [Deliver, Deliver, Deliver, Suspended, Suspended]
+    );
+    let suspended_at = h.runs_of("bad")[2].ended.unwrap().0;
+    // The suspended events went to the dead-letter topic at once.
+    assert_eq!(h.runs_of("bad")[4].ended.unwrap().0, suspended_at);
+    // The suspension is in the commit metadata.
+    until(|| h.stored_offset() == Some(5)).await;
+    let (_, text) = h.stored.lock().unwrap().last().cloned().unwrap();
+    let metadata = CommitMetadata::decode(&text).unwrap();
+    assert_eq!(metadata.suspended.len(), 1);
+    assert_eq!(metadata.suspended[0].0, "bad");
+
+    // Before the probe interval: still suspended. After it: one probe,
+    // which fails; then the endpoint recovers and the next probe succeeds.
+    tokio::time::sleep_until(suspended_at + Duration::from_secs(30)).await;
+    h.produce(&["bad"]);
+    tokio::time::sleep_until(suspended_at + Duration::from_secs(61)).await;
+    h.produce(&["bad"]);
+    tokio::time::sleep_until(suspended_at + Duration::from_secs(90)).await;
+    h.processor.set("bad", Endpoint::Healthy);
+    h.produce(&["bad"]);
+    tokio::time::sleep_until(suspended_at + Duration::from_secs(122)).await;
+    h.produce(&["bad", "bad"]);
+    until(|| {
+        h.runs_of("bad")
+            .iter()
+            .filter(|r| r.ended.is_some())
+            .count()
+            == 10
+    })
+    .await;
+    let admissions: Vec<Admission> = h.runs_of("bad")[5..].iter().map(|r| r.admission).collect();
+    assert_eq!(admissions, [Suspended, Probe, Suspended, Probe, Deliver]);
+    let last = h.runs_of("bad")[9].ended.unwrap().1;
+    assert_eq!(last, Ok(Ending::Delivered));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_finished_before_a_restart_are_not_delivered_again() {
+    let probe_in_a_minute = Clock::now().to_unix_ms(Instant::now() + Duration::from_secs(60));
+    let metadata = CommitMetadata {
+        offset: 5,
+        finished_above: vec![6, 8],
+        suspended: vec![("sus".into(), probe_in_a_minute)],
+    };
+    let committed = Some((5, metadata.encode().0));
+    let mut h = Harness::start(settings(Lanes::PerKey), FakeProcessor::default(), committed);
+    h.produce(&["a", "b", "a", "b", "sus"]);
+    until(|| h.stored_offset() == Some(10)).await;
+    let runs = h.processor.runs();
+    let offsets: Vec<i64> = runs.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets.iter().filter(|o| **o == 6 || **o == 8).count(), 0);
+    assert_eq!(runs.len(), 3, "{offsets:?}");
+    assert_eq!(h.runs_of("sus")[0].admission, Admission::Suspended);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_for_another_offset_keeps_only_the_suspensions() {
+    let metadata = CommitMetadata {
+        offset: 3,
+        finished_above: vec![6],
+        suspended: vec![],
+    };
+    let committed = Some((5, metadata.encode().0));
+    let mut h = Harness::start(settings(Lanes::PerKey), FakeProcessor::default(), committed);
+    h.produce(&["a", "b"]);
+    until(|| h.stored_offset() == Some(7)).await;
+    assert_eq!(
+        h.processor.runs().len(),
+        2,
+        "6 is delivered: the list was not for 5"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_backing_off_in_a_full_window_is_suspended() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 100 });
+    let mut h = Harness::start(
+        Settings {
+            window: 5,
+            ..settings(Lanes::PerKey)
+        },
+        processor,
+        None,
+    );
+    h.produce(&["bad", "bad", "bad", "bad", "bad", "ok", "ok"]);
+    until(|| {
+        h.processor
+            .runs()
+            .iter()
+            .filter(|r| r.ended.is_some())
+            .count()
+            == 7
+    })
+    .await;
+    let bad = h.runs_of("bad");
+    assert_eq!(bad[0].ended.unwrap().1, Ok(Ending::Other), "cut short");
+    assert!(bad[1..].iter().all(|r| r.admission == Admission::Suspended));
+    // Long before 100 attempts with their backoffs.
+    assert!(h.ends_of("ok")[1] < BACKOFF * 3, "{:?}", h.ends_of("ok"));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_lets_attempts_finish_and_stores_the_lowest_unfinished_offset() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 100 });
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["ok", "bad", "ok", "ok"]);
+    until(|| h.ends_of("ok").len() == 3).await;
+    h.produce(&["ok2"]);
+    // Stop while bad waits for its next attempt and ok2's attempt is sent.
+    tokio::time::sleep(ATTEMPT / 2).await;
+    let h = h.stop().await;
+    let bad = h.runs_of("bad");
+    assert_eq!(bad[0].ended.unwrap().1, Err(Abandoned));
+    assert_eq!(h.runs_of("ok2")[0].ended.unwrap().1, Ok(Ending::Delivered));
+    let (offset, text) = h.stored.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(offset, 1, "bad's record is delivered again after a restart");
+    assert_eq!(
+        CommitMetadata::decode(&text).unwrap().finished_above,
+        [2, 3, 4]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_that_changes_above_a_stuck_offset_is_committed() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 100 });
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["bad", "ok"]);
+    until(|| {
+        h.stored
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(o, t)| *o == 0 && !t.is_empty())
+    })
+    .await;
+    h.produce(&["ok"]);
+    until(|| h.ends_of("ok").len() == 2).await;
+    // The group skips an offset it committed already: the finished record
+    // 2 reaches the broker only through the driver's own commit.
+    let h = h.stop().await;
+    let (offset, text) = h.commits.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(offset, 0);
+    assert_eq!(
+        CommitMetadata::decode(&text).unwrap().finished_above,
+        [1, 2]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_tenant_is_spaced_and_holds_back_nobody() {
+    let processor = FakeProcessor {
+        spacing: HashMap::from([(b"slow".to_vec(), Duration::from_secs(1))]),
+        ..Default::default()
+    };
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["slow", "slow", "slow", "fast", "fast", "fast"]);
+    until(|| {
+        h.processor
+            .runs()
+            .iter()
+            .filter(|r| r.ended.is_some())
+            .count()
+            == 6
+    })
+    .await;
+    let starts: Vec<Duration> = h.runs_of("slow").iter().map(|r| r.started - h.t0).collect();
+    assert!(
+        starts[1] - starts[0] >= Duration::from_secs(1),
+        "{starts:?}"
+    );
+    assert!(
+        starts[2] - starts[1] >= Duration::from_secs(1),
+        "{starts:?}"
+    );
+    assert!(h.ends_of("fast")[2] <= ATTEMPT * 4);
+    h.stop().await;
+}

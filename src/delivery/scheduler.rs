@@ -1,0 +1,599 @@
+//! Which of a partition's records may be worked on now, and which offset
+//! may be committed: the key-ordered scheduler of one partition.
+//!
+//! Records are read ahead into a bounded window. Each record belongs to a
+//! *lane*: in key order the lane is its key (its tenant), so records of
+//! different tenants are worked on concurrently while one tenant's records
+//! stay strictly sequential; in partition order every record shares one lane,
+//! which is the old one-at-a-time behaviour. A lane's next record is handed
+//! out only after the previous one finished, so a tenant that backs off
+//! holds back only itself.
+//!
+//! The committed offset of the partition is its lowest unfinished record;
+//! records finished above it are listed in the [`Checkpoint`] so that a
+//! restart does not deliver them again. The window is the span from that
+//! lowest unfinished record to the newest one read: when it is full (or the
+//! records it holds reach the byte limit), the partition reads nothing more
+//! until its lowest record finishes.
+//!
+//! It also keeps, per tenant, the circuit breaker (suspension after
+//! consecutive exhausted events, a probe every interval) and the spacing of
+//! a rate-limited tenant's events.
+//!
+//! A plain data structure: no I/O, no clock, no random numbers. The caller
+//! passes the time in, so that a property test can drive it with random
+//! arrivals and outcomes and check its invariants.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A record key, shared between the record's lane and its tenant state.
+pub type Key = Arc<[u8]>;
+
+/// How a partition's records are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    /// One lane per record key (tenant): the order kept is per tenant.
+    PerKey,
+    /// One lane for the whole partition: the order kept is the partition's.
+    PerPartition,
+}
+
+/// The scheduler's bounds and the circuit breaker's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub lanes: Lanes,
+    /// Offsets from the lowest unfinished record to the newest read, at most.
+    pub window: usize,
+    /// Bytes of the unfinished records held, at most (a single larger
+    /// record is still taken, alone).
+    pub window_bytes: usize,
+    /// Consecutive exhausted events after which a tenant is suspended; 0
+    /// never suspends.
+    pub suspend_after: u32,
+    /// How often a suspended tenant's next event gets a real attempt.
+    pub probe_interval: Duration,
+}
+
+/// How a record handed out is to be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Delivered as usual, retries and all.
+    Deliver,
+    /// The tenant is suspended and its probe is due: one real attempt; a
+    /// success ends the suspension.
+    Probe,
+    /// The tenant is suspended: dead-lettered at once, without attempts.
+    Suspended,
+}
+
+/// How a record ended, as far as the circuit breaker is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Delivered to the tenant's endpoint (a 2xx).
+    Delivered,
+    /// Dead-lettered after the retry policy ran out of attempts.
+    RetriesExhausted,
+    /// Anything else: filtered out, or dead-lettered for another reason
+    /// (including a failed probe). Changes nothing for the circuit breaker.
+    Other,
+}
+
+/// A record handed out to be worked on.
+#[derive(Debug)]
+pub struct Job<R> {
+    pub offset: i64,
+    pub key: Option<Key>,
+    pub record: R,
+    pub admission: Admission,
+}
+
+/// What taking a record in did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// Held until its lane gets to it.
+    Held,
+    /// Finished before a restart (the commit metadata said so): passed over.
+    AlreadyFinished,
+}
+
+/// Why a tenant was suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspendedBecause {
+    /// `suspend_after` events in a row ran out of attempts.
+    ConsecutiveFailures(u32),
+    /// It backs off while its records fill the partition's window.
+    WindowFull,
+}
+
+/// A change of a tenant's suspension, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SuspensionChange {
+    Suspended {
+        tenant: Key,
+        because: SuspendedBecause,
+    },
+    Resumed {
+        tenant: Key,
+    },
+}
+
+/// What finishing a record changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// The committable offset moved.
+    pub committable_moved: bool,
+    pub suspension: Option<SuspensionChange>,
+}
+
+/// What to commit for the partition: the offset of its lowest unfinished
+/// record (the next to read after a restart), the records already finished
+/// above it, and the suspended tenants with their next probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub offset: i64,
+    /// Ascending, all above `offset`.
+    pub finished_above: Vec<i64>,
+    pub suspended: Vec<(Key, Instant)>,
+}
+
+/// Who holds a partition's window.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WindowHolders {
+    /// The key of the lowest unfinished record, and its offset.
+    pub lowest: Option<(Option<Key>, i64)>,
+    /// The keys holding the most unfinished records, with their counts.
+    pub most: Vec<(Option<Key>, usize)>,
+}
+
+/// A record read and not finished yet.
+#[derive(Debug)]
+struct Held {
+    bytes: usize,
+    key: Option<Key>,
+    /// Handed out and being worked on.
+    started: bool,
+    /// Its attempt failed and it waits for the next one.
+    backing_off: bool,
+}
+
+/// One lane's records waiting their turn, oldest first.
+#[derive(Debug)]
+struct Lane<R> {
+    waiting: VecDeque<Waiting<R>>,
+    /// A record of this lane is being worked on.
+    busy: bool,
+}
+
+#[derive(Debug)]
+struct Waiting<R> {
+    offset: i64,
+    record: R,
+}
+
+#[derive(Debug, Default)]
+struct TenantState {
+    consecutive_exhausted: u32,
+    /// When suspended: the earliest time of its next probe.
+    next_probe: Option<Instant>,
+    /// A rate-limited tenant's next event starts no earlier than this.
+    not_before: Option<Instant>,
+}
+
+impl TenantState {
+    /// Nothing worth keeping: the entry can go.
+    fn is_idle(&self, now: Instant) -> bool {
+        self.consecutive_exhausted == 0
+            && self.next_probe.is_none()
+            && self.not_before.is_none_or(|t| t <= now)
+    }
+}
+
+/// The scheduler of one partition; `R` is the record it hands out.
+#[derive(Debug)]
+pub struct Scheduler<R> {
+    settings: Settings,
+    /// Records read and not finished, by offset.
+    held: BTreeMap<i64, Held>,
+    /// Finished records above the lowest unfinished one.
+    finished_ahead: BTreeSet<i64>,
+    /// One past the newest record read.
+    next_offset: Option<i64>,
+    bytes: usize,
+    lanes: HashMap<Key, Lane<R>>,
+    /// Lanes with a record waiting and none being worked on, in the order
+    /// they became so (a rate-limited head moves to `throttled`).
+    ready: VecDeque<Key>,
+    /// Ready lanes whose head waits for its tenant's rate limit.
+    throttled: BTreeSet<(Instant, Key)>,
+    tenants: HashMap<Key, TenantState>,
+    /// Records finished before a restart, above the committed offset.
+    finished_before: BTreeSet<i64>,
+}
+
+/// The lane of all records in partition order, and of records without a
+/// key in key order (those are dead-lettered at once).
+fn shared_lane() -> Key {
+    Arc::from(&[][..])
+}
+
+impl<R> Scheduler<R> {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            held: BTreeMap::new(),
+            finished_ahead: BTreeSet::new(),
+            next_offset: None,
+            bytes: 0,
+            lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            throttled: BTreeSet::new(),
+            tenants: HashMap::new(),
+            finished_before: BTreeSet::new(),
+        }
+    }
+
+    /// The settings the scheduler was made with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Carries over what the partition's previous owner committed: records
+    /// it finished above the committed offset (passed over when they
+    /// arrive) and the tenants it had suspended. Call before the first
+    /// [`Scheduler::admit`].
+    pub fn restore(
+        &mut self,
+        finished_above: impl IntoIterator<Item = i64>,
+        suspended: impl IntoIterator<Item = (Key, Instant)>,
+    ) {
+        self.finished_before.extend(finished_above);
+        for (tenant, next_probe) in suspended {
+            self.tenants.entry(tenant).or_default().next_probe = Some(next_probe);
+        }
+    }
+
+    /// Whether another record may be read: the window has room, or holds
+    /// nothing at all (so a record larger than the byte limit still passes).
+    pub fn has_room(&self) -> bool {
+        let Some((&lowest, _)) = self.held.first_key_value() else {
+            return true;
+        };
+        let next = self.next_offset.unwrap_or(lowest);
+        let span = usize::try_from(next - lowest).unwrap_or(usize::MAX);
+        span < self.settings.window && self.bytes < self.settings.window_bytes
+    }
+
+    /// Takes in the next record read from the partition (offsets ascend).
+    pub fn admit(&mut self, offset: i64, key: Option<&[u8]>, bytes: usize, record: R) -> Admitted {
+        self.next_offset = Some(offset + 1);
+        // Offsets below this one will never arrive (retention, compaction).
+        while self.finished_before.first().is_some_and(|&o| o < offset) {
+            self.finished_before.pop_first();
+        }
+        if self.finished_before.remove(&offset) {
+            if !self.held.is_empty() {
+                self.finished_ahead.insert(offset);
+            }
+            return Admitted::AlreadyFinished;
+        }
+        let key: Option<Key> = key.map(|k| self.shared_key(k));
+        let lane = match (self.settings.lanes, &key) {
+            (Lanes::PerKey, Some(key)) => key.clone(),
+            _ => shared_lane(),
+        };
+        self.held.insert(
+            offset,
+            Held {
+                bytes,
+                key,
+                started: false,
+                backing_off: false,
+            },
+        );
+        self.bytes += bytes;
+        let entry = self.lanes.entry(lane.clone()).or_insert_with(|| Lane {
+            waiting: VecDeque::new(),
+            busy: false,
+        });
+        entry.waiting.push_back(Waiting { offset, record });
+        if !entry.busy && entry.waiting.len() == 1 {
+            self.ready.push_back(lane);
+        }
+        Admitted::Held
+    }
+
+    /// Reuses the key of a lane or tenant already known, so that a
+    /// tenant's records share one allocation of its key.
+    fn shared_key(&self, key: &[u8]) -> Key {
+        if let Some((k, _)) = self.tenants.get_key_value(key) {
+            return k.clone();
+        }
+        if let Some((k, _)) = self.lanes.get_key_value(key) {
+            return k.clone();
+        }
+        Arc::from(key)
+    }
+
+    /// The next record that may be worked on now, if any. `spacing` gives a
+    /// tenant's minimum time between two events (its rate limit).
+    pub fn next_job(
+        &mut self,
+        now: Instant,
+        spacing: impl Fn(&[u8]) -> Option<Duration>,
+    ) -> Option<Job<R>> {
+        self.release_throttled(now);
+        while let Some(lane_key) = self.ready.pop_front() {
+            let Some(lane) = self.lanes.get_mut(&lane_key) else {
+                continue;
+            };
+            let Some(head) = lane.waiting.front() else {
+                continue;
+            };
+            let offset = head.offset;
+            let key = self.held.get(&offset).and_then(|h| h.key.clone());
+            let admission = key
+                .as_ref()
+                .map_or(Admission::Deliver, |k| self.admission(k, now));
+            if admission != Admission::Suspended
+                && let Some(key) = &key
+                && let Some(not_before) = self.tenants.get(key).and_then(|t| t.not_before)
+                && not_before > now
+            {
+                self.throttled.insert((not_before, lane_key));
+                continue;
+            }
+            let lane = self.lanes.get_mut(&lane_key).expect("looked up above");
+            let waiting = lane.waiting.pop_front().expect("checked above");
+            lane.busy = true;
+            if let Some(held) = self.held.get_mut(&offset) {
+                held.started = true;
+            }
+            if let Some(key) = &key {
+                let interval = match admission {
+                    // A dead letter does not reach the tenant's endpoint.
+                    Admission::Suspended => None,
+                    Admission::Deliver | Admission::Probe => spacing(key),
+                };
+                let probe_interval = self.settings.probe_interval;
+                if interval.is_some() || admission == Admission::Probe {
+                    let tenant = self.tenants.entry(key.clone()).or_default();
+                    if let Some(interval) = interval {
+                        tenant.not_before = Some(now + interval);
+                    }
+                    if admission == Admission::Probe {
+                        tenant.next_probe = Some(now + probe_interval);
+                    }
+                }
+            }
+            return Some(Job {
+                offset,
+                key,
+                record: waiting.record,
+                admission,
+            });
+        }
+        None
+    }
+
+    fn admission(&self, tenant: &[u8], now: Instant) -> Admission {
+        match self.tenants.get(tenant).and_then(|t| t.next_probe) {
+            None => Admission::Deliver,
+            Some(probe) if probe <= now => Admission::Probe,
+            Some(_) => Admission::Suspended,
+        }
+    }
+
+    /// Moves lanes whose rate limit has passed back to the ready ones.
+    fn release_throttled(&mut self, now: Instant) {
+        while let Some((at, _)) = self.throttled.first() {
+            if *at > now {
+                break;
+            }
+            let (_, lane) = self.throttled.pop_first().expect("checked above");
+            self.ready.push_back(lane);
+        }
+    }
+
+    /// When a throttled lane may go next, if one waits.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.throttled.first().map(|(at, _)| *at)
+    }
+
+    /// Whether a record handed out is backing off between attempts.
+    pub fn set_backing_off(&mut self, offset: i64, backing_off: bool) {
+        if let Some(held) = self.held.get_mut(&offset)
+            && held.started
+        {
+            held.backing_off = backing_off;
+        }
+    }
+
+    /// A record handed out has reached its outcome, which is durable.
+    pub fn finish(&mut self, offset: i64, ending: Ending, now: Instant) -> Finished {
+        let Some(held) = self.held.get(&offset) else {
+            return Finished::default();
+        };
+        if !held.started {
+            return Finished::default();
+        }
+        let held = self.held.remove(&offset).expect("looked up above");
+        self.bytes -= held.bytes;
+        let was_lowest = self
+            .held
+            .first_key_value()
+            .is_none_or(|(&low, _)| low > offset);
+        if was_lowest {
+            // Everything finished below the new lowest unfinished record is
+            // now covered by the committable offset.
+            match self.held.first_key_value() {
+                Some((&low, _)) => self.finished_ahead = self.finished_ahead.split_off(&low),
+                None => self.finished_ahead.clear(),
+            }
+        } else {
+            self.finished_ahead.insert(offset);
+        }
+
+        let lane_key = match (self.settings.lanes, &held.key) {
+            (Lanes::PerKey, Some(key)) => key.clone(),
+            _ => shared_lane(),
+        };
+        if let Some(lane) = self.lanes.get_mut(&lane_key) {
+            lane.busy = false;
+            if lane.waiting.is_empty() {
+                self.lanes.remove(&lane_key);
+            } else {
+                self.ready.push_back(lane_key);
+            }
+        }
+
+        let suspension = held
+            .key
+            .and_then(|tenant| self.circuit_breaker(tenant, ending, now));
+        Finished {
+            committable_moved: was_lowest,
+            suspension,
+        }
+    }
+
+    fn circuit_breaker(
+        &mut self,
+        tenant: Key,
+        ending: Ending,
+        now: Instant,
+    ) -> Option<SuspensionChange> {
+        let suspend_after = self.settings.suspend_after;
+        let probe_interval = self.settings.probe_interval;
+        let state = self.tenants.entry(tenant.clone()).or_default();
+        let change = match ending {
+            Ending::Delivered => {
+                state.consecutive_exhausted = 0;
+                state.next_probe.take().map(|_| SuspensionChange::Resumed {
+                    tenant: tenant.clone(),
+                })
+            }
+            Ending::RetriesExhausted => {
+                state.consecutive_exhausted = state.consecutive_exhausted.saturating_add(1);
+                (suspend_after > 0
+                    && state.consecutive_exhausted >= suspend_after
+                    && state.next_probe.is_none())
+                .then(|| {
+                    state.next_probe = Some(now + probe_interval);
+                    SuspensionChange::Suspended {
+                        tenant: tenant.clone(),
+                        because: SuspendedBecause::ConsecutiveFailures(state.consecutive_exhausted),
+                    }
+                })
+            }
+            Ending::Other => None,
+        };
+        if state.is_idle(now) {
+            self.tenants.remove(&tenant);
+        }
+        change
+    }
+
+    /// When the window is full and the tenant of its lowest record is
+    /// backing off, that tenant would hold the partition for as long as
+    /// its endpoint fails: it is suspended. Returns the tenant and the
+    /// offset of its record in flight, whose backoff should end at once.
+    pub fn suspend_window_holder(&mut self, now: Instant) -> Option<(Key, i64)> {
+        if self.has_room() || self.settings.suspend_after == 0 {
+            return None;
+        }
+        let (&offset, held) = self.held.first_key_value()?;
+        if !held.backing_off {
+            return None;
+        }
+        let tenant = held.key.clone()?;
+        let state = self.tenants.entry(tenant.clone()).or_default();
+        if state.next_probe.is_some() {
+            return None;
+        }
+        state.next_probe = Some(now + self.settings.probe_interval);
+        Some((tenant, offset))
+    }
+
+    /// The offset to commit: the lowest unfinished record, or one past the
+    /// newest read when all are finished; `None` before the first record.
+    pub fn committable(&self) -> Option<i64> {
+        self.held
+            .first_key_value()
+            .map(|(&offset, _)| offset)
+            .or(self.next_offset)
+    }
+
+    /// What to commit, with the records finished above the committable
+    /// offset and the suspended tenants.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let offset = self.committable()?;
+        Some(Checkpoint {
+            offset,
+            finished_above: self.finished_ahead.iter().copied().collect(),
+            suspended: self.suspended().collect(),
+        })
+    }
+
+    /// The suspended tenants and when each may next be probed.
+    pub fn suspended(&self) -> impl Iterator<Item = (Key, Instant)> + '_ {
+        self.tenants
+            .iter()
+            .filter_map(|(k, t)| t.next_probe.map(|p| (k.clone(), p)))
+    }
+
+    /// Whether `tenant` is suspended.
+    pub fn is_suspended(&self, tenant: &[u8]) -> bool {
+        self.tenants
+            .get(tenant)
+            .is_some_and(|t| t.next_probe.is_some())
+    }
+
+    /// Records read and not finished.
+    pub fn unfinished(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Bytes of the records read and not finished.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Records handed out and backing off between attempts.
+    pub fn backing_off(&self) -> usize {
+        self.held.values().filter(|h| h.backing_off).count()
+    }
+
+    /// Whether the lowest unfinished record is backing off: the committed
+    /// offset waits for a failing endpoint.
+    pub fn lowest_backing_off(&self) -> bool {
+        self.held
+            .first_key_value()
+            .is_some_and(|(_, h)| h.backing_off)
+    }
+
+    /// Who holds the window, for the warning when it is full.
+    pub fn window_holders(&self, most: usize) -> WindowHolders {
+        let lowest = self
+            .held
+            .first_key_value()
+            .map(|(&offset, h)| (h.key.clone(), offset));
+        let mut counts: HashMap<Option<&Key>, usize> = HashMap::new();
+        for held in self.held.values() {
+            *counts.entry(held.key.as_ref()).or_default() += 1;
+        }
+        let mut counts: Vec<(Option<Key>, usize)> =
+            counts.into_iter().map(|(k, n)| (k.cloned(), n)).collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts.truncate(most);
+        WindowHolders {
+            lowest,
+            most: counts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
