@@ -32,7 +32,7 @@ mod telemetry;
 mod testing;
 
 pub use api::{ApiConfig, MIN_API_TOKEN_CHARS};
-pub use delivery::DeliveryConfig;
+pub use delivery::{DeliveryConfig, DeliveryOrdering};
 pub use error::{ConfigError, Origin};
 pub use kafka::{KafkaConfig, KafkaProperties};
 pub use schema_registry::SchemaRegistryConfig;
