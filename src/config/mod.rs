@@ -174,10 +174,9 @@ fn topology_path(path: PathBuf) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
-    use std::io::Write;
     use std::time::Duration;
 
-    use super::testing::{err, err_env, load, load_env, printed};
+    use super::testing::{config_file, err, err_env, load, load_env, printed};
     use super::*;
 
     #[test]
@@ -231,8 +230,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_file() {
-        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        file.write_all(b"[delivery]\nmax_retries = 3\n").unwrap();
+        let file = config_file(b"[delivery]\nmax_retries = 3\n");
         let e = Config::load_from(Some(file.path()), [], &Overrides::default())
             .unwrap_err()
             .to_string();
@@ -281,8 +279,7 @@ mod tests {
 
     #[test]
     fn unreadable_file_keeps_the_io_error_as_its_source() {
-        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        file.write_all(b"topology = \"\xff\"\n").unwrap();
+        let file = config_file(b"topology = \"\xff\"\n");
         let error = Config::load_from(Some(file.path()), [], &Overrides::default()).unwrap_err();
         assert!(matches!(error, ConfigError::ReadFile { .. }), "{error:?}");
         let e = printed(error);
@@ -352,8 +349,7 @@ mod tests {
 
     #[test]
     fn rule_broken_in_the_file_names_the_file() {
-        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        file.write_all(b"[delivery]\nmax_attempts = 0\n").unwrap();
+        let file = config_file(b"[delivery]\nmax_attempts = 0\n");
         let e = Config::load_from(Some(file.path()), [], &Overrides::default())
             .unwrap_err()
             .to_string();

@@ -3,16 +3,24 @@
 
 use std::io::Write;
 
+use tempfile::NamedTempFile;
+
 use super::{Config, ConfigError, Overrides};
 
 pub(super) fn load(toml: &str) -> Result<Config, ConfigError> {
     load_env(toml, &[])
 }
 
+/// A configuration file holding `contents`, removed when dropped.
+pub(super) fn config_file(contents: &[u8]) -> NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(contents).unwrap();
+    file
+}
+
 /// Loads `toml` as the user's file, with `env` as the only environment.
 pub(super) fn load_env(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    file.write_all(toml.as_bytes()).unwrap();
+    let file = config_file(toml.as_bytes());
     let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
     Config::load_from(Some(file.path()), env, &Overrides::default())
 }
