@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use hookline::config::DeliveryConfig;
+use hookline::config::{DeliveryConfig, DeliveryOrdering};
 use hookline::delivery::destination::BlockedRange;
 use hookline::delivery::dlq::DlqReason;
 use hookline::delivery::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
@@ -47,6 +47,12 @@ fuzz_target!(|input: Input| {
         non_retryable_statuses: input.non_retryable.clone(),
         allow_private_destinations: false,
         max_payload_bytes: 1 << 20,
+        ordering: DeliveryOrdering::Key,
+        max_in_flight: 512,
+        partition_window: 1000,
+        partition_window_bytes: 8 << 20,
+        suspend_after: 3,
+        suspension_probe_interval: Duration::from_secs(300),
     };
     let policy = RetryPolicy::from_config(&config);
     let outcome = match input.outcome {

@@ -329,6 +329,7 @@ fn duration_from_nanos(nanos: u128) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DeliveryOrdering;
     use proptest::prelude::*;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -366,6 +367,12 @@ mod tests {
             non_retryable_statuses: vec![410],
             allow_private_destinations: false,
             max_payload_bytes: 1 << 20,
+            ordering: DeliveryOrdering::Key,
+            max_in_flight: 512,
+            partition_window: 1000,
+            partition_window_bytes: 8 << 20,
+            suspend_after: 3,
+            suspension_probe_interval: Duration::from_secs(300),
         }
     }
 

@@ -33,7 +33,7 @@ fn bad_configuration_is_one_line_naming_file_and_key_with_exit_1() {
         ("[delivery]\ntimeout = \"soon\"\n", "delivery.timeout"),
         (
             "[delivery]\nmax_attempts = true\n",
-            "delivery.max_attempts: invalid type",
+            "delivery.max_attempts: cannot be parsed: invalid type",
         ),
     ];
     for (content, expected) in cases {
