@@ -140,9 +140,26 @@ impl fmt::Debug for Record<'_> {
 /// One partition's queue of records.
 pub struct PartitionQueue {
     queue: StreamPartitionQueue<GroupContext>,
+    topic: Arc<str>,
 }
 
 impl PartitionQueue {
+    /// The next record of the partition, in offset order, copied out of
+    /// the fetch buffer so that it can outlive the next one. Cancel-safe.
+    pub async fn next_owned(&self) -> Result<super::record::Record, KafkaError> {
+        let record = self.next().await?;
+        let headers = record.headers();
+        Ok(super::record::Record::new(super::record::RecordParts {
+            topic: self.topic.clone(),
+            partition: record.partition(),
+            offset: record.offset(),
+            timestamp_ms: record.timestamp_ms(),
+            key: record.key(),
+            value: record.value(),
+            headers: &headers,
+        }))
+    }
+
     /// The next record of the partition, in offset order.
     pub async fn next(&self) -> Result<Record<'_>, KafkaError> {
         loop {
@@ -179,6 +196,43 @@ impl PartitionHandle {
         // Kafka's committed offsets expect.
         self.consumer
             .store_offset(&self.topic, self.partition, offset)
+    }
+
+    /// Stores `next_offset` (the next record to read) with `metadata`,
+    /// for the group's next commit. Fails when the partition is no longer
+    /// assigned to this member, which is exactly when storing must not
+    /// happen.
+    pub fn store_with_metadata(&self, next_offset: i64, metadata: &str) -> Result<(), KafkaError> {
+        self.consumer
+            .store_offsets(&self.with_offset(next_offset, metadata)?)
+    }
+
+    /// Commits `next_offset` with `metadata` and waits for the broker's
+    /// answer. The group's own commits send only offsets that moved; this
+    /// carries metadata whose offset did not. Blocks.
+    pub fn commit_with_metadata(&self, next_offset: i64, metadata: &str) -> Result<(), KafkaError> {
+        self.consumer
+            .commit(&self.with_offset(next_offset, metadata)?, CommitMode::Sync)
+    }
+
+    /// The group's committed offset of this partition and its metadata;
+    /// `None` when nothing was committed. Blocks up to `timeout`.
+    pub fn committed(&self, timeout: Duration) -> Result<Option<(i64, String)>, KafkaError> {
+        let committed = self.consumer.committed_offsets(self.single(), timeout)?;
+        Ok(committed
+            .find_partition(&self.topic, self.partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some((offset, e.metadata().to_string())),
+                _ => None,
+            }))
+    }
+
+    fn with_offset(&self, next_offset: i64, metadata: &str) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        let mut element = tpl.add_partition(&self.topic, self.partition);
+        element.set_offset(Offset::Offset(next_offset))?;
+        element.set_metadata(metadata);
+        Ok(tpl)
     }
 
     /// Stops fetching this partition (its worker is backing off).
@@ -460,7 +514,10 @@ impl GroupContext {
                 let partition = element.partition();
                 let queue = consumer.split_partition_queue(&self.topic, partition)?;
                 Some(AssignedPartition {
-                    queue: PartitionQueue { queue },
+                    queue: PartitionQueue {
+                        queue,
+                        topic: topic.clone(),
+                    },
                     handle: PartitionHandle {
                         consumer: consumer.clone(),
                         topic: topic.clone(),

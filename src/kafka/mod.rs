@@ -8,12 +8,14 @@
 //!   queues, offsets stored only when told.
 //! - [`mock`]: librdkafka's in-process mock cluster, for `hookline demo`.
 //! - [`producer`]: writes that wait for the broker's acknowledgement.
+//! - [`record`]: a record of the events topic, owned.
 //! - [`table_reader`]: a compacted topic read whole, then followed.
 
 pub mod admin;
 pub mod group;
 pub mod mock;
 pub mod producer;
+pub mod record;
 pub mod table_reader;
 
 use rdkafka::ClientConfig;

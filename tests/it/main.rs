@@ -12,6 +12,7 @@ mod cli;
 mod delivery;
 mod demo;
 mod hostile;
+mod key_order;
 mod kafka_roundtrip;
 mod outage;
 mod process;

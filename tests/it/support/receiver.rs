@@ -33,11 +33,22 @@ pub type Behaviour = Arc<dyn Fn(usize, &Received) -> StatusCode + Send + Sync>;
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Behaviour,
+    /// How long each answer takes, like a real endpoint's.
+    delay: Duration,
+    concurrency: Arc<Concurrency>,
+}
+
+/// Requests being answered now, and the most seen at once.
+#[derive(Default)]
+struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Receiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    concurrency: Arc<Concurrency>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -48,10 +59,16 @@ impl Receiver {
     }
 
     pub async fn start(behaviour: Behaviour) -> Self {
+        Self::slow(Duration::ZERO, behaviour).await
+    }
+
+    /// A receiver that takes `delay` to answer each request, as real
+    /// endpoints do (tens to hundreds of milliseconds).
+    pub async fn slow(delay: Duration, behaviour: Behaviour) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
-        Self::serve(listener, behaviour)
+        Self::serve(listener, behaviour, delay)
     }
 
     /// A receiver that answers 200, on another loopback address (any of
@@ -60,14 +77,21 @@ impl Receiver {
     pub async fn ok_on(ip: std::net::IpAddr) -> Option<Self> {
         assert!(ip.is_loopback(), "test receivers listen on loopback only");
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.ok()?;
-        Some(Self::serve(listener, Arc::new(|_, _| StatusCode::OK)))
+        Some(Self::serve(
+            listener,
+            Arc::new(|_, _| StatusCode::OK),
+            Duration::ZERO,
+        ))
     }
 
-    fn serve(listener: tokio::net::TcpListener, behaviour: Behaviour) -> Self {
+    fn serve(listener: tokio::net::TcpListener, behaviour: Behaviour, delay: Duration) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Default::default();
+        let concurrency: Arc<Concurrency> = Default::default();
         let shared = Shared {
             received: received.clone(),
             behaviour,
+            delay,
+            concurrency: concurrency.clone(),
         };
         // Bodies of 1 MiB events exceed axum's 2 MB default once encrypted
         // and base64url-encoded, with larger configured limits.
@@ -82,8 +106,16 @@ impl Receiver {
         Self {
             addr,
             received,
+            concurrency,
             server,
         }
+    }
+
+    /// The most requests this receiver was answering at one time.
+    pub fn most_concurrent(&self) -> usize {
+        self.concurrency
+            .most
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -128,8 +160,18 @@ async fn record(
         body,
         at: Instant::now(),
     };
-    let mut received = shared.received.lock().unwrap();
-    let status = (shared.behaviour)(received.len(), &request);
-    received.push(request);
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = shared.concurrency.now.fetch_add(1, SeqCst) + 1;
+    shared.concurrency.most.fetch_max(now, SeqCst);
+    let status = {
+        let mut received = shared.received.lock().unwrap();
+        let status = (shared.behaviour)(received.len(), &request);
+        received.push(request);
+        status
+    };
+    if !shared.delay.is_zero() {
+        tokio::time::sleep(shared.delay).await;
+    }
+    shared.concurrency.now.fetch_sub(1, SeqCst);
     status
 }

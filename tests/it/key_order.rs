@@ -1,0 +1,302 @@
+//! Key-ordered delivery against the real broker: a slow or failing tenant
+//! holds back only itself, each tenant's events stay in order, suspension
+//! and its probe, and what a restart does not deliver again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+
+use crate::support::replica::{Replica, TestTenant, create_topics, replica_config};
+use crate::support::{Broker, Received, Receiver, Record};
+
+fn event(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"id": id, "type": "x", "data": {}})).unwrap()
+}
+
+/// Successful deliveries by tenant (the path of its URL), in arrival order,
+/// each id once.
+fn delivered_by_tenant(received: &[Received], ok: impl Fn(&Received) -> bool) -> HashMap<String, Vec<String>> {
+    let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
+    for request in received.iter().filter(|r| ok(r)) {
+        let id = request.header("webhook-id").unwrap().to_string();
+        let ids = by_tenant.entry(request.path.clone()).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    by_tenant
+}
+
+async fn register(broker: &Broker, topics: &hookline::delivery::runner::Topics, receiver: &Receiver, ids: &[&str]) {
+    for id in ids {
+        let tenant = TestTenant::new(id);
+        tenant
+            .register(broker, topics, &tenant.record(&receiver.url(&format!("/{id}"))))
+            .await;
+    }
+}
+
+async fn produce(broker: &Broker, topic: &str, partition: i32, tenant: &str, id: &str) {
+    broker
+        .produce_to(topic, Some(partition), Some(tenant.as_bytes()), Some(&event(id)), &[])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tenant_holds_back_none_of_its_partition_mates() {
+    let broker = Broker::new("hol");
+    let topics = create_topics(&broker, 2).await;
+    let receiver = Receiver::start(Arc::new(|_, request| {
+        if request.path == "/down" {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    }))
+    .await;
+    let mates = ["m1", "m2", "m3"];
+    register(&broker, &topics, &receiver, &["down", "m1", "m2", "m3", "other"]).await;
+    // Six attempts with backoffs between 300 ms and 1 s: the failing
+    // event takes several seconds to be dead-lettered.
+    let config = replica_config(
+        &broker,
+        &[
+            ("DELIVERY__MAX_ATTEMPTS", "6"),
+            ("DELIVERY__INITIAL_BACKOFF", "300ms"),
+            ("DELIVERY__MAX_BACKOFF", "1s"),
+        ],
+    );
+    let replica = Replica::start(config, &topics).await;
+
+    produce(&broker, &topics.events, 0, "down", "down-0").await;
+    for n in 0..5 {
+        for mate in mates {
+            produce(&broker, &topics.events, 0, mate, &format!("{mate}-{n}")).await;
+        }
+        produce(&broker, &topics.events, 1, "other", &format!("other-{n}")).await;
+    }
+
+    let received = receiver.wait_for(6 + 20, Duration::from_secs(60)).await;
+    let last_failure = received
+        .iter()
+        .filter(|r| r.path == "/down")
+        .map(|r| r.at)
+        .max()
+        .unwrap();
+    let delivered = delivered_by_tenant(&received, |r| r.path != "/down");
+    for mate in mates {
+        let expected: Vec<String> = (0..5).map(|n| format!("{mate}-{n}")).collect();
+        assert_eq!(delivered[&format!("/{mate}")], expected, "{mate}'s order");
+    }
+    for request in received.iter().filter(|r| r.path != "/down") {
+        assert!(
+            request.at < last_failure,
+            "{:?} waited for the failing tenant on its partition",
+            request.header("webhook-id")
+        );
+    }
+    let dead = broker.consume(&topics.dlq, 1, Duration::from_secs(30)).await;
+    assert_eq!(dead[0].header("dlq.reason"), Some("retries_exhausted"));
+    assert_eq!(dead[0].header("dlq.attempts"), Some("6"));
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_endpoints_are_answered_concurrently_each_tenant_in_order() {
+    let broker = Broker::new("slow");
+    let topics = create_topics(&broker, 1).await;
+    let receiver = Receiver::slow(Duration::from_millis(200), Arc::new(|_, _| StatusCode::OK)).await;
+    let tenants: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    let ids: Vec<&str> = tenants.iter().map(String::as_str).collect();
+    register(&broker, &topics, &receiver, &ids).await;
+    let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
+    for n in 0..3 {
+        for tenant in &tenants {
+            produce(&broker, &topics.events, 0, tenant, &format!("{tenant}-{n}")).await;
+        }
+    }
+    let received = receiver.wait_for(120, Duration::from_secs(60)).await;
+    let delivered = delivered_by_tenant(&received, |_| true);
+    for tenant in &tenants {
+        let expected: Vec<String> = (0..3).map(|n| format!("{tenant}-{n}")).collect();
+        assert_eq!(delivered[&format!("/{tenant}")], expected, "{tenant}'s order");
+    }
+    // One partition: in partition order one request at a time.
+    assert!(
+        receiver.most_concurrent() >= 10,
+        "at most {} requests at once",
+        receiver.most_concurrent()
+    );
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_order_answers_one_request_at_a_time() {
+    let broker = Broker::new("slow-partition");
+    let topics = create_topics(&broker, 1).await;
+    let receiver = Receiver::slow(Duration::from_millis(50), Arc::new(|_, _| StatusCode::OK)).await;
+    let tenants = ["p0", "p1", "p2", "p3"];
+    register(&broker, &topics, &receiver, &tenants).await;
+    let config = replica_config(&broker, &[("DELIVERY__ORDERING", "partition")]);
+    let replica = Replica::start(config, &topics).await;
+    let mut produced = Vec::new();
+    for n in 0..3 {
+        for tenant in tenants {
+            let id = format!("{tenant}-{n}");
+            produce(&broker, &topics.events, 0, tenant, &id).await;
+            produced.push(id);
+        }
+    }
+    let received = receiver.wait_for(12, Duration::from_secs(60)).await;
+    let arrival: Vec<&str> = received.iter().filter_map(|r| r.header("webhook-id")).collect();
+    assert_eq!(arrival, produced, "the partition's order");
+    assert_eq!(receiver.most_concurrent(), 1);
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tenant_is_suspended_in_order_and_resumed_by_a_probe() {
+    let broker = Broker::new("suspend");
+    let topics = create_topics(&broker, 1).await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start(Arc::new({
+        let healthy = healthy.clone();
+        move |_, request| {
+            if request.path == "/flaky" && !healthy.load(Ordering::SeqCst) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            }
+        }
+    }))
+    .await;
+    register(&broker, &topics, &receiver, &["flaky", "mate"]).await;
+    let config = replica_config(
+        &broker,
+        &[
+            ("DELIVERY__MAX_ATTEMPTS", "2"),
+            ("DELIVERY__SUSPEND_AFTER", "2"),
+            ("DELIVERY__SUSPENSION_PROBE_INTERVAL", "2s"),
+        ],
+    );
+    let replica = Replica::start(config, &topics).await;
+    for n in 0..5 {
+        produce(&broker, &topics.events, 0, "flaky", &format!("flaky-{n}")).await;
+        produce(&broker, &topics.events, 0, "mate", &format!("mate-{n}")).await;
+    }
+    let dead = broker.consume(&topics.dlq, 5, Duration::from_secs(30)).await;
+    let letters: Vec<(Option<&str>, Option<&str>, Option<&str>)> = dead
+        .iter()
+        .map(|r| (r.header("dlq.reason"), r.header("dlq.attempts"), r.value_id()))
+        .collect();
+    assert_eq!(
+        letters,
+        [
+            (Some("retries_exhausted"), Some("2"), Some("flaky-0")),
+            (Some("retries_exhausted"), Some("2"), Some("flaky-1")),
+            (Some("tenant_suspended"), None, Some("flaky-2")),
+            (Some("tenant_suspended"), None, Some("flaky-3")),
+            (Some("tenant_suspended"), None, Some("flaky-4")),
+        ]
+    );
+    let attempts_before = receiver.received().iter().filter(|r| r.path == "/flaky").count();
+    assert_eq!(attempts_before, 4, "suspended events get no attempt");
+
+    // The endpoint recovers; after the probe interval the next event is a
+    // real attempt, delivered, and the suspension ends.
+    healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    produce(&broker, &topics.events, 0, "flaky", "flaky-5").await;
+    produce(&broker, &topics.events, 0, "flaky", "flaky-6").await;
+    let received = receiver.wait_for(4 + 2 + 5, Duration::from_secs(30)).await;
+    let delivered = delivered_by_tenant(&received, |r| r.path == "/flaky" && healthy.load(Ordering::SeqCst));
+    let flaky: Vec<&String> = delivered["/flaky"].iter().filter(|id| id.as_str() >= "flaky-5").collect();
+    assert_eq!(flaky, ["flaky-5", "flaky-6"]);
+    assert_eq!(broker.consume(&topics.dlq, 6, Duration::from_secs(3)).await.len(), 5);
+    let mates = delivered_by_tenant(&received, |r| r.path == "/mate");
+    assert_eq!(mates["/mate"].len(), 5, "the partition mate was not held back");
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_finished_above_a_stuck_one_are_not_delivered_again_after_a_restart() {
+    let broker = Broker::new("metadata");
+    let topics = create_topics(&broker, 1).await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::start(Arc::new({
+        let healthy = healthy.clone();
+        move |_, request| {
+            if request.path == "/stuck" && !healthy.load(Ordering::SeqCst) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            }
+        }
+    }))
+    .await;
+    register(&broker, &topics, &receiver, &["stuck", "free"]).await;
+    let config = || {
+        replica_config(
+            &broker,
+            &[
+                ("DELIVERY__MAX_ATTEMPTS", "1000"),
+                ("DELIVERY__INITIAL_BACKOFF", "100ms"),
+                ("DELIVERY__MAX_BACKOFF", "200ms"),
+            ],
+        )
+    };
+    let replica = Replica::start(config(), &topics).await;
+    produce(&broker, &topics.events, 0, "stuck", "stuck-0").await;
+    for n in 0..20 {
+        produce(&broker, &topics.events, 0, "free", &format!("free-{n}")).await;
+    }
+    let free = |received: &[Received]| received.iter().filter(|r| r.path == "/free").count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while free(&receiver.received()) < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(free(&receiver.received()), 20);
+    // stuck-0 is still failing: the committed offset stays below it, and
+    // the 20 records above it are committed as finished in its metadata.
+    replica.stop().await;
+
+    let stuck = |received: &[Received]| received.iter().filter(|r| r.path == "/stuck").count();
+    let stuck_before = stuck(&receiver.received());
+    healthy.store(true, Ordering::SeqCst);
+    let replica = Replica::start(config(), &topics).await;
+    produce(&broker, &topics.events, 0, "free", "free-20").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (stuck(&receiver.received()) == stuck_before || free(&receiver.received()) < 21)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a wrongly redelivered record time to show up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let received = receiver.received();
+    assert_eq!(free(&received), 21, "the finished records were delivered again");
+    let stuck: Vec<&str> = received
+        .iter()
+        .filter(|r| r.path == "/stuck")
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
+    assert!(stuck.iter().all(|id| *id == "stuck-0"));
+    replica.stop().await;
+}
+
+trait ValueId {
+    /// The `id` of the event in the record's value.
+    fn value_id(&self) -> Option<&str>;
+}
+
+impl ValueId for Record {
+    fn value_id(&self) -> Option<&str> {
+        let value = self.value.as_deref()?;
+        let start = std::str::from_utf8(value).ok()?.find("\"id\":\"")? + 6;
+        let rest = std::str::from_utf8(&value[start..]).ok()?;
+        Some(&rest[..rest.find('"')?])
+    }
+}
