@@ -109,6 +109,16 @@ impl Api {
         api
     }
 
+    /// A broker fixture for `test`, its own topics (one partition each) and
+    /// an API on them with the default configuration.
+    async fn on_own_topics(test: &str, producer_token: bool) -> (Broker, Topics, Self) {
+        let broker = Broker::new(test);
+        let topics = create_topics(&broker, 1).await;
+        let config = replica_config(&broker, &[]);
+        let api = Self::start(&config, &topics, producer_token).await;
+        (broker, topics, api)
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -365,10 +375,7 @@ async fn onboarding_flow_ends_in_a_delivery_the_tenant_decrypts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_key_opens_only_its_own_tenant_on_every_route() {
-    let broker = Broker::new("api-isolation");
-    let topics = create_topics(&broker, 1).await;
-    let config = replica_config(&broker, &[]);
-    let api = Api::start(&config, &topics, true).await;
+    let (broker, topics, api) = Api::on_own_topics("api-isolation", true).await;
     let (key_a, _) = api.create("tenant-a").await;
     let (key_b, _) = api.create("tenant-b").await;
     let b_before = api
@@ -985,10 +992,7 @@ async fn bad_input_on_every_route_is_a_problem_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_keep_both_changes_and_if_match_refuses_stale_versions() {
-    let broker = Broker::new("api-concurrency");
-    let topics = create_topics(&broker, 1).await;
-    let config = replica_config(&broker, &[]);
-    let api = Api::start(&config, &topics, false).await;
+    let (_broker, _topics, api) = Api::on_own_topics("api-concurrency", false).await;
     let (key, _) = api.create("acme").await;
     let path = "/v1/tenants/acme";
 
@@ -1050,10 +1054,7 @@ async fn concurrent_updates_keep_both_changes_and_if_match_refuses_stale_version
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_set_by_the_tenant_or_the_operator_and_removed_with_null() {
-    let broker = Broker::new("api-rate-limit");
-    let topics = create_topics(&broker, 1).await;
-    let config = replica_config(&broker, &[]);
-    let api = Api::start(&config, &topics, false).await;
+    let (broker, topics, api) = Api::on_own_topics("api-rate-limit", false).await;
     let (key, _) = api.create("acme").await;
     let (other_key, _) = api.create("other").await;
     let path = "/v1/tenants/acme";
