@@ -8,6 +8,8 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::tenants::RateLimit;
+
 /// Kafka-native, multi-tenant webhook delivery: every event encrypted for its
 /// tenant alone, signed, delivered in partition order, never lost.
 #[derive(Debug, Parser)]
@@ -143,6 +145,13 @@ pub struct TenantPutArgs {
     /// Store the tenant as disabled (its events are dead-lettered).
     #[arg(long)]
     pub disabled: bool,
+
+    /// At most N events per second to this tenant (fractions allowed: 0.5
+    /// is one event every 2 s), from 0.000001 to 1000000; the tenant's
+    /// events are spaced at least 1/N s apart, other tenants are not
+    /// affected. Default: unlimited.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +366,33 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{cli:?}").contains("MfKQ9r8G"));
+    }
+
+    #[test]
+    fn tenants_put_takes_a_rate_limit_and_refuses_a_bad_one_naming_the_flag() {
+        let put = |rate: &str| {
+            Cli::try_parse_from([
+                "hookline",
+                "tenants",
+                "put",
+                "acme",
+                "--url",
+                "https://example.com/",
+                "--public-key",
+                "k.pem",
+                "--rate-limit",
+                rate,
+            ])
+        };
+        let Command::Tenants(TenantsCommand::Put(args)) = put("0.5").unwrap().command else {
+            panic!("not tenants put");
+        };
+        assert_eq!(args.rate_limit.map(RateLimit::per_second), Some(0.5));
+        for bad in ["0", "-1", "1000001", "ten"] {
+            let err = put(bad).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert!(err.to_string().contains("--rate-limit"), "{bad}: {err}");
+        }
     }
 
     #[test]

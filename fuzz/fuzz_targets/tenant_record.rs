@@ -1,12 +1,14 @@
 //! `Tenant::from_bytes` on an arbitrary id and record value: never panics;
 //! an accepted tenant has an http(s) URL with a host and no credentials,
-//! and a non-empty key id.
+//! a non-empty key id, and a rate limit, when it has one, within bounds
+//! with a non-zero interval.
 //!
 //! Input layout: one byte of id length, the id (lossily UTF-8), then the
 //! record value.
 #![no_main]
 
 use hookline::tenants::Tenant;
+use hookline::tenants::rate_limit::{MAX_EVENTS_PER_SECOND, MIN_EVENTS_PER_SECOND};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,5 +22,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(tenant.url.host().is_some());
         assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
         assert!(!tenant.key_id().is_empty());
+        if let Some(limit) = tenant.rate_limit {
+            assert!((MIN_EVENTS_PER_SECOND..=MAX_EVENTS_PER_SECOND).contains(&limit.per_second()));
+            assert!(!limit.interval().is_zero());
+        }
     }
 });

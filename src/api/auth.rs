@@ -94,6 +94,22 @@ pub fn require_tenant_key(
     }
 }
 
+/// Checks that the request carries the API key of tenant `id` or the
+/// operator's token `admin`, and returns the tenant's record: for what both
+/// the tenant and the operator may set. The admin token opens every tenant;
+/// a key of another tenant gets 404, as in [`require_tenant_key`].
+pub fn require_tenant_key_or_token(
+    headers: &HeaderMap,
+    table: &RecordTable,
+    id: &str,
+    admin: &SecretString,
+) -> Result<Arc<StoredRecord>, ApiError> {
+    if require_token(headers, admin).is_ok() {
+        return table.get(id).ok_or(ApiError::TenantNotFound);
+    }
+    require_tenant_key(headers, table, id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,8 +160,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_key_opens_its_own_tenant_only() {
+    /// A table of the tenants `a` and `b`, and their keys.
+    fn two_tenants() -> (RecordTable, SecretString, SecretString) {
         let table = RecordTable::new();
         let (key_a, key_b) = (generate_api_key(), generate_api_key());
         for (offset, (id, key)) in [("a", &key_a), ("b", &key_b)].into_iter().enumerate() {
@@ -157,6 +173,12 @@ mod tests {
                 offset: offset as i64,
             });
         }
+        (table, key_a, key_b)
+    }
+
+    #[test]
+    fn a_key_opens_its_own_tenant_only() {
+        let (table, key_a, _) = two_tenants();
         let headers = with_bearer(key_a.expose_secret());
         assert!(require_tenant_key(&headers, &table, "a").is_ok());
         assert!(matches!(
@@ -170,6 +192,31 @@ mod tests {
         let unknown = with_bearer(generate_api_key().expose_secret());
         assert!(matches!(
             require_tenant_key(&unknown, &table, "a"),
+            Err(ApiError::BadCredentials)
+        ));
+    }
+
+    #[test]
+    fn the_admin_token_opens_every_tenant_where_a_key_opens_its_own() {
+        let (table, key_a, _) = two_tenants();
+        let admin = SecretString::from("admin-token-0123456789");
+        let opens = |credential: &str, id: &str| {
+            require_tenant_key_or_token(&with_bearer(credential), &table, id, &admin)
+        };
+        for id in ["a", "b"] {
+            assert!(opens("admin-token-0123456789", id).is_ok(), "{id}");
+        }
+        assert!(matches!(
+            opens("admin-token-0123456789", "nobody"),
+            Err(ApiError::TenantNotFound)
+        ));
+        assert!(opens(key_a.expose_secret(), "a").is_ok());
+        assert!(matches!(
+            opens(key_a.expose_secret(), "b"),
+            Err(ApiError::TenantNotFound)
+        ));
+        assert!(matches!(
+            opens("admin-token-012345678", "a"),
             Err(ApiError::BadCredentials)
         ));
     }

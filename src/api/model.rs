@@ -49,6 +49,8 @@ pub struct TenantView {
     pub events: Option<Vec<String>>,
     pub enabled: bool,
     pub signing_secret_set: bool,
+    /// Events per second delivered at most; `null`: unlimited.
+    pub rate_limit: Option<f64>,
     /// The record version, also sent as the `ETag` header.
     pub version: String,
 }
@@ -68,6 +70,7 @@ impl TenantView {
                 events: None,
                 enabled: false,
                 signing_secret_set: false,
+                rate_limit: None,
                 version,
             };
         };
@@ -92,6 +95,7 @@ impl TenantView {
             events,
             enabled,
             signing_secret_set: fields.contains_key("signing_secret"),
+            rate_limit: fields.get("rate_limit").and_then(Value::as_f64),
             version,
         };
         let missing: Vec<&str> = ["url", "public_key"]
@@ -144,6 +148,9 @@ pub struct CreateTenant {
     pub events: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Events per second at most; default unlimited.
+    #[schema(minimum = 0.000001, maximum = 1000000)]
+    pub rate_limit: Option<f64>,
 }
 
 /// The answer to a create: the tenant, and its credentials, shown once.
@@ -198,6 +205,18 @@ pub struct SetEvents {
     /// Event-type patterns (`*` matches any run of characters); `null`
     /// receives every event type, `[]` none.
     pub events: Option<Vec<String>>,
+}
+
+/// `PUT /v1/tenants/{id}/rate-limit`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRateLimit {
+    /// Events per second delivered at most, from 0.000001 to 1000000
+    /// (fractions allowed: 0.5 is one event every 2 s); `null` removes the
+    /// limit. The tenant's events are spaced at least `1 / rate_limit`
+    /// seconds apart; other tenants are not affected.
+    #[schema(minimum = 0.000001, maximum = 1000000)]
+    pub rate_limit: Option<f64>,
 }
 
 /// `POST /v1/events`: one event for one tenant.

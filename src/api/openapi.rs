@@ -21,9 +21,10 @@ use super::{AppState, PROBLEM_JSON, events, tenants};
         title = "hookline tenant API",
         description = "Tenant self-service for hookline: the operator creates tenants and \
                        issues their API keys (admin token); a tenant sets its public key, \
-                       webhook URL and event patterns and rotates its signing secret (its \
-                       API key); producers that cannot speak Kafka publish events \
-                       (producer token). Errors are RFC 9457 problem documents."
+                       webhook URL, event patterns and rate limit and rotates its signing \
+                       secret (its API key); the operator may set a tenant's rate limit too; \
+                       producers that cannot speak Kafka publish events (producer token). \
+                       Errors are RFC 9457 problem documents."
     ),
     modifiers(&SecuritySchemes),
     components(schemas(super::Problem)),
@@ -70,6 +71,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::set_public_key))
         .routes(routes!(tenants::set_url))
         .routes(routes!(tenants::set_events))
+        .routes(routes!(tenants::set_rate_limit))
         .routes(routes!(tenants::rotate_signing_secret))
         .routes(routes!(events::publish_event))
 }
@@ -162,6 +164,7 @@ mod tests {
             ("/v1/tenants/{id}/public-key", &["put"]),
             ("/v1/tenants/{id}/url", &["put"]),
             ("/v1/tenants/{id}/events", &["put"]),
+            ("/v1/tenants/{id}/rate-limit", &["put"]),
             ("/v1/tenants/{id}/signing-secret", &["post"]),
             ("/v1/events", &["post"]),
         ] {
@@ -183,5 +186,28 @@ mod tests {
         }
         let schemes = json["components"]["securitySchemes"].as_object().unwrap();
         assert_eq!(schemes.len(), 3);
+    }
+
+    #[test]
+    fn the_rate_limit_route_takes_either_credential_and_documents_the_bounds() {
+        use crate::tenants::rate_limit::{MAX_EVENTS_PER_SECOND, MIN_EVENTS_PER_SECOND};
+
+        let json = serde_json::to_value(openapi()).unwrap();
+        let put = &json["paths"]["/v1/tenants/{id}/rate-limit"]["put"];
+        assert_eq!(
+            put["security"],
+            serde_json::json!([{"api_key": []}, {"admin_token": []}])
+        );
+        assert_eq!(put["parameters"][1]["name"], "If-Match");
+        // The schema's bounds are literals (utoipa takes no constants):
+        // they must be the ones the record is validated with.
+        let schemas = &json["components"]["schemas"];
+        for rate_limit in [
+            &schemas["SetRateLimit"]["properties"]["rate_limit"],
+            &schemas["CreateTenant"]["properties"]["rate_limit"],
+        ] {
+            assert_eq!(rate_limit["minimum"], MIN_EVENTS_PER_SECOND);
+            assert_eq!(rate_limit["maximum"], MAX_EVENTS_PER_SECOND);
+        }
     }
 }

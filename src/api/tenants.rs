@@ -1,18 +1,25 @@
 //! The tenant routes: the operator's (admin token) and the tenant's own
 //! (its API key).
 
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, IntoResponses};
 
-use super::auth::{api_key_sha256, generate_api_key, require_tenant_key, require_token};
+use super::auth::{
+    api_key_sha256, generate_api_key, require_tenant_key, require_tenant_key_or_token,
+    require_token,
+};
 use super::model::{
     CreateTenant, CreatedTenant, IssuedApiKey, IssuedSigningSecret, SetEvents, SetPublicKey,
-    SetUrl, TenantView, validate_record,
+    SetRateLimit, SetUrl, TenantView, validate_record,
 };
 use super::records::{StoredRecord, Version};
 use super::{ApiError, AppState, MAX_BODY_BYTES, check_if_match, read_json};
@@ -21,7 +28,13 @@ use crate::tenants::record::validate_id;
 
 /// The `{id}` of a tenant route. An id that cannot exist is a tenant that
 /// does not exist.
-pub struct TenantId(pub String);
+#[derive(IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct TenantId(
+    /// Tenant id
+    #[param(example = "acme")]
+    pub String,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for TenantId {
     type Rejection = ApiError;
@@ -35,11 +48,40 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantId {
     }
 }
 
-/// A JSON answer with the record version as its `ETag`.
-fn with_etag(status: StatusCode, version: Version, body: impl serde::Serialize) -> Response {
+/// The `If-Match` header of the routes that change a record, for the
+/// OpenAPI document; [`check_if_match`] reads it from the headers.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+struct IfMatch {
+    /// Only if the record is still at this version (an ETag)
+    #[param(rename = "If-Match")]
+    #[allow(dead_code, reason = "never read: the type only describes the header")]
+    if_match: Option<String>,
+}
+
+/// A tenant's record after a change, answered with its version as the
+/// `ETag`.
+#[derive(IntoResponses)]
+#[response(
+    status = 200,
+    description = "The updated tenant",
+    headers(("ETag" = String, description = "The record version"))
+)]
+pub struct UpdatedTenant(TenantView);
+
+impl IntoResponse for UpdatedTenant {
+    fn into_response(self) -> Response {
+        let etag = self.0.version.clone();
+        with_etag(StatusCode::OK, &etag, self.0)
+    }
+}
+
+/// A JSON answer with `etag` (a record version, [`Version::etag`]) as its
+/// `ETag`.
+fn with_etag(status: StatusCode, etag: &str, body: impl serde::Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     // A version is two integers, a dash and quotes: always a valid header.
-    if let Ok(etag) = HeaderValue::from_str(&version.etag()) {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
@@ -86,6 +128,7 @@ pub async fn create_tenant(
         ("key_id", request.key_id.map(Value::from)),
         ("events", request.events.map(Value::from)),
         ("enabled", request.enabled.map(Value::from)),
+        ("rate_limit", request.rate_limit.map(Value::from)),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -105,7 +148,7 @@ pub async fn create_tenant(
     tracing::info!(tenant = %id, "tenant created");
     Ok(with_etag(
         StatusCode::CREATED,
-        version,
+        &version.etag(),
         CreatedTenant {
             tenant: view(&id, fields, version),
             api_key: api_key.expose_secret().to_string(),
@@ -120,10 +163,7 @@ pub async fn create_tenant(
     path = "/v1/tenants/{id}",
     tag = "admin",
     security(("admin_token" = [])),
-    params(
-        ("id" = String, Path, description = "Tenant id", example = "acme"),
-        ("If-Match" = Option<String>, Header, description = "Delete only this version (an ETag)"),
-    ),
+    params(TenantId, IfMatch),
     responses((status = 204, description = "Deleted")),
 )]
 pub async fn delete_tenant(
@@ -146,10 +186,7 @@ pub async fn delete_tenant(
     path = "/v1/tenants/{id}/api-key",
     tag = "admin",
     security(("admin_token" = [])),
-    params(
-        ("id" = String, Path, description = "Tenant id", example = "acme"),
-        ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
-    ),
+    params(TenantId, IfMatch),
     responses(
         (status = 200, description = "The new key, shown only in this answer", body = IssuedApiKey,
          headers(("ETag" = String, description = "The record version"))),
@@ -174,7 +211,7 @@ pub async fn issue_api_key(
     tracing::info!(tenant = %id, "tenant API key issued");
     Ok(with_etag(
         StatusCode::OK,
-        version,
+        &version.etag(),
         IssuedApiKey {
             api_key: api_key.expose_secret().to_string(),
             tenant: view(&id, fields, version),
@@ -188,7 +225,7 @@ pub async fn issue_api_key(
     path = "/v1/tenants/{id}",
     tag = "tenant",
     security(("api_key" = [])),
-    params(("id" = String, Path, description = "Tenant id", example = "acme")),
+    params(TenantId),
     responses(
         (status = 200, description = "The tenant", body = TenantView,
          headers(("ETag" = String, description = "The record version"))),
@@ -202,7 +239,7 @@ pub async fn get_tenant(
     let record = require_tenant_key(&headers, &app.table, &id)?;
     Ok(with_etag(
         StatusCode::OK,
-        record.version,
+        &record.version.etag(),
         TenantView::of(&id, &record),
     ))
 }
@@ -213,38 +250,17 @@ pub async fn get_tenant(
     path = "/v1/tenants/{id}/public-key",
     tag = "tenant",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "Tenant id", example = "acme"),
-        ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
-    ),
+    params(TenantId, IfMatch),
     request_body(content = SetPublicKey, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The updated tenant", body = TenantView,
-         headers(("ETag" = String, description = "The record version"))),
-    ),
+    responses(UpdatedTenant),
 )]
-pub async fn set_public_key(
-    State(app): State<AppState>,
-    TenantId(id): TenantId,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    require_tenant_key(&headers, &app.table, &id)?;
-    let request: SetPublicKey = read_json(&headers, body, MAX_BODY_BYTES).await?;
-    let (version, fields) = update(&app, &id, &headers, |fields| {
+pub async fn set_public_key(put: FieldPut) -> Result<UpdatedTenant, ApiError> {
+    put.apply(Writers::Tenant, |request: SetPublicKey, fields| {
         fields.insert("public_key".into(), request.public_key.into());
         // A kid chosen for the previous key would now name the wrong key.
-        match request.key_id {
-            Some(kid) => fields.insert("key_id".into(), kid.into()),
-            None => fields.remove("key_id"),
-        };
+        set_or_remove(fields, "key_id", request.key_id);
     })
-    .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        view(&id, fields, version),
-    ))
+    .await
 }
 
 /// Set the webhook URL.
@@ -253,33 +269,15 @@ pub async fn set_public_key(
     path = "/v1/tenants/{id}/url",
     tag = "tenant",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "Tenant id", example = "acme"),
-        ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
-    ),
+    params(TenantId, IfMatch),
     request_body(content = SetUrl, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The updated tenant", body = TenantView,
-         headers(("ETag" = String, description = "The record version"))),
-    ),
+    responses(UpdatedTenant),
 )]
-pub async fn set_url(
-    State(app): State<AppState>,
-    TenantId(id): TenantId,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    require_tenant_key(&headers, &app.table, &id)?;
-    let request: SetUrl = read_json(&headers, body, MAX_BODY_BYTES).await?;
-    let (version, fields) = update(&app, &id, &headers, |fields| {
+pub async fn set_url(put: FieldPut) -> Result<UpdatedTenant, ApiError> {
+    put.apply(Writers::Tenant, |request: SetUrl, fields| {
         fields.insert("url".into(), request.url.into());
     })
-    .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        view(&id, fields, version),
-    ))
+    .await
 }
 
 /// Set the event-type patterns the tenant receives.
@@ -288,36 +286,44 @@ pub async fn set_url(
     path = "/v1/tenants/{id}/events",
     tag = "tenant",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "Tenant id", example = "acme"),
-        ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
-    ),
+    params(TenantId, IfMatch),
     request_body(content = SetEvents, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The updated tenant", body = TenantView,
-         headers(("ETag" = String, description = "The record version"))),
-    ),
+    responses(UpdatedTenant),
 )]
-pub async fn set_events(
-    State(app): State<AppState>,
-    TenantId(id): TenantId,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    require_tenant_key(&headers, &app.table, &id)?;
-    let request: SetEvents = read_json(&headers, body, MAX_BODY_BYTES).await?;
-    let (version, fields) = update(&app, &id, &headers, |fields| {
-        match request.events {
-            Some(events) => fields.insert("events".into(), events.into()),
-            None => fields.remove("events"),
-        };
+pub async fn set_events(put: FieldPut) -> Result<UpdatedTenant, ApiError> {
+    put.apply(Writers::Tenant, |request: SetEvents, fields| {
+        set_or_remove(fields, "events", request.events);
     })
-    .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        view(&id, fields, version),
-    ))
+    .await
+}
+
+/// Set or remove the rate limit.
+///
+/// At most `rate_limit` events per second are delivered to the tenant: its
+/// events are spaced at least `1 / rate_limit` seconds apart, and other
+/// tenants are not affected. The tenant (its API key) or the operator (the
+/// admin token) may set it.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{id}/rate-limit",
+    tags = ["tenant", "admin"],
+    security(("api_key" = []), ("admin_token" = [])),
+    params(TenantId, IfMatch),
+    request_body(content = SetRateLimit, content_type = "application/json"),
+    responses(UpdatedTenant),
+)]
+pub async fn set_rate_limit(put: FieldPut) -> Result<UpdatedTenant, ApiError> {
+    let id = put.id.clone();
+    let updated = put
+        .apply(
+            Writers::TenantOrOperator,
+            |request: SetRateLimit, fields| {
+                set_or_remove(fields, "rate_limit", request.rate_limit);
+            },
+        )
+        .await?;
+    tracing::info!(tenant = %id, rate_limit = ?updated.0.rate_limit, "tenant rate limit set");
+    Ok(updated)
 }
 
 /// Replace the signing secret; the new one is shown once.
@@ -326,10 +332,7 @@ pub async fn set_events(
     path = "/v1/tenants/{id}/signing-secret",
     tag = "tenant",
     security(("api_key" = [])),
-    params(
-        ("id" = String, Path, description = "Tenant id", example = "acme"),
-        ("If-Match" = Option<String>, Header, description = "Change only this version (an ETag)"),
-    ),
+    params(TenantId, IfMatch),
     responses(
         (status = 200, description = "The new secret, shown only in this answer", body = IssuedSigningSecret,
          headers(("ETag" = String, description = "The record version"))),
@@ -341,14 +344,14 @@ pub async fn rotate_signing_secret(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let secret = SigningSecret::generate().to_whsec();
-    let (version, fields) = update(&app, &id, &headers, |fields| {
+    let (version, fields) = update(&app, &id, &headers, Writers::Tenant, |fields| {
         fields.insert("signing_secret".into(), secret.expose_secret().into());
     })
     .await?;
     tracing::info!(tenant = %id, "tenant signing secret rotated");
     Ok(with_etag(
         StatusCode::OK,
-        version,
+        &version.etag(),
         IssuedSigningSecret {
             signing_secret: secret.expose_secret().to_string(),
             tenant: view(&id, fields, version),
@@ -356,18 +359,104 @@ pub async fn rotate_signing_secret(
     ))
 }
 
-/// A tenant's change to its own record: under the write lock, checks the
-/// key again against the latest record (it may have been rotated since the
-/// request arrived) and `If-Match`, applies `change`, validates the whole
-/// record and writes it.
+/// Who may change a field of a tenant's record.
+#[derive(Debug, Clone, Copy)]
+enum Writers {
+    /// The tenant, with its API key.
+    Tenant,
+    /// The tenant, or the operator with the admin token: for what the
+    /// operator may also impose on a tenant, such as its rate limit.
+    TenantOrOperator,
+}
+
+impl Writers {
+    /// Checks the request's credentials and returns the tenant's record.
+    fn check(
+        self,
+        app: &AppState,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<Arc<StoredRecord>, ApiError> {
+        match self {
+            Writers::Tenant => require_tenant_key(headers, &app.table, id),
+            Writers::TenantOrOperator => {
+                require_tenant_key_or_token(headers, &app.table, id, &app.settings.admin_token)
+            }
+        }
+    }
+}
+
+/// A `PUT` of part of a tenant's record, as it arrives: the tenant, the
+/// headers and the body, not read yet.
+pub struct FieldPut {
+    app: AppState,
+    id: String,
+    headers: HeaderMap,
+    body: Body,
+}
+
+impl FromRequest<AppState> for FieldPut {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let TenantId(id) = TenantId::from_request_parts(&mut parts, app).await?;
+        Ok(Self {
+            app: app.clone(),
+            id,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl FieldPut {
+    /// Checks the credentials of `writers` before the body is read, so
+    /// that a key of another tenant gets the same 404 whatever it sends;
+    /// then reads the body and lets `change` apply it through [`update`].
+    async fn apply<T: DeserializeOwned>(
+        self,
+        writers: Writers,
+        change: impl FnOnce(T, &mut Map<String, Value>),
+    ) -> Result<UpdatedTenant, ApiError> {
+        let Self {
+            app,
+            id,
+            headers,
+            body,
+        } = self;
+        writers.check(&app, &headers, &id)?;
+        let request: T = read_json(&headers, body, MAX_BODY_BYTES).await?;
+        let (version, fields) = update(&app, &id, &headers, writers, |fields| {
+            change(request, fields)
+        })
+        .await?;
+        Ok(UpdatedTenant(view(&id, fields, version)))
+    }
+}
+
+/// Sets the optional field `name`, or removes it for `None`, which a
+/// reader takes as the field's default.
+fn set_or_remove(fields: &mut Map<String, Value>, name: &str, value: Option<impl Into<Value>>) {
+    match value {
+        Some(value) => fields.insert(name.into(), value.into()),
+        None => fields.remove(name),
+    };
+}
+
+/// A change to a tenant's record: under the write lock, checks the
+/// credentials of `writers` again against the latest record (a key may have
+/// been rotated since the request arrived) and `If-Match`, applies
+/// `change`, validates the whole record and writes it.
 async fn update(
     app: &AppState,
     id: &str,
     headers: &HeaderMap,
+    writers: Writers,
     change: impl FnOnce(&mut Map<String, Value>),
 ) -> Result<(Version, Map<String, Value>), ApiError> {
     let _writing = app.writes.lock().await;
-    let record = require_tenant_key(headers, &app.table, id)?;
+    let record = writers.check(app, headers, id)?;
     check_if_match(headers, record.version)?;
     let mut fields = record.fields.clone().unwrap_or_default();
     change(&mut fields);

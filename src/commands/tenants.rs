@@ -17,7 +17,7 @@ use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::TableReader;
 use crate::tenants::pattern::Pattern;
 use crate::tenants::sync::{self, CONNECT_TIMEOUT};
-use crate::tenants::{Tenant, TenantEntry, TenantRecord, TenantTable};
+use crate::tenants::{RateLimit, Tenant, TenantEntry, TenantRecord, TenantTable};
 
 /// How long a write may wait for the broker's acknowledgement.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +48,7 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         events: args.events,
         enabled: !args.disabled,
         api_key_sha256: None,
+        rate_limit: args.rate_limit.map(RateLimit::per_second),
     };
     // The same validation a replica applies when it reads the record, so a
     // record that `put` accepts is never invalid on the topic.
@@ -63,7 +64,7 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "tenant {} written (kid {}, {} bits, {})",
+        "tenant {} written (kid {}, {} bits, {}, {})",
         tenant.id,
         tenant.key_id(),
         tenant.public_key().bits(),
@@ -71,7 +72,11 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
             "enabled"
         } else {
             "disabled"
-        }
+        },
+        tenant.rate_limit.map_or_else(
+            || "no rate limit".to_string(),
+            |limit| format!("at most {limit}")
+        ),
     )?;
     if let Some(secret) = generated {
         writeln!(
@@ -106,7 +111,7 @@ async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
     let mut table_out = comfy_table::Table::new();
     table_out
         .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["TENANT", "STATUS", "URL", "KID", "EVENTS"]);
+        .set_header(["TENANT", "STATUS", "URL", "KID", "EVENTS", "RATE LIMIT"]);
     for (id, entry) in &entries {
         match &**entry {
             TenantEntry::Valid(t) => table_out.add_row([
@@ -118,9 +123,11 @@ async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
                     || "*".to_string(),
                     |e| e.iter().map(Pattern::as_str).collect::<Vec<_>>().join(","),
                 ),
+                &t.rate_limit
+                    .map_or_else(|| "unlimited".to_string(), |limit| limit.to_string()),
             ]),
             TenantEntry::Invalid { error } => {
-                table_out.add_row([id.as_str(), "invalid", error.as_str(), "", ""])
+                table_out.add_row([id.as_str(), "invalid", error.as_str(), "", "", ""])
             }
         };
     }
@@ -172,6 +179,7 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
             "events": t.events.as_ref().map(|e| e.iter().map(Pattern::as_str).collect::<Vec<_>>()),
             "signing_secret": t.signing_secret.as_ref().map(|_| "<set>"),
             "api_key": t.api_key_sha256.as_ref().map(|_| "<set>"),
+            "rate_limit": t.rate_limit.map(RateLimit::per_second),
         }),
         TenantEntry::Invalid { error } => json!({
             "id": id,

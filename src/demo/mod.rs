@@ -511,6 +511,7 @@ async fn register_tenants(
                 .then(|| vec![PARTIAL_SUBSCRIPTION.to_string()]),
             enabled: tenant.role != Role::Disabled,
             api_key_sha256: None,
+            rate_limit: None,
         };
         // The validation a replica applies when it reads the record.
         Tenant::from_record(&tenant.id, record.clone()).map_err(|source| DemoError::Tenant {

@@ -1,10 +1,13 @@
-//! Tenants: who receives events and which ones. The record contract, its
-//! validation, and the table restored from the compacted `tenants` topic.
+//! Tenants: who receives events, which ones and how fast. The record
+//! contract, its validation, and the table restored from the compacted
+//! `tenants` topic.
 
 pub mod pattern;
+pub mod rate_limit;
 pub mod record;
 pub mod sync;
 pub mod table;
 
+pub use rate_limit::RateLimit;
 pub use record::{Tenant, TenantError, TenantRecord};
 pub use table::{TableStats, TenantEntry, TenantTable};

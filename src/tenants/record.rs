@@ -1,14 +1,17 @@
 //! The tenant record (the value on the `tenants` topic) and its validation
 //! into a [`Tenant`] that is ready to use: URL parsed, public key parsed and
-//! prepared, patterns compiled. This happens once per record version, never
-//! per delivered event.
+//! prepared, patterns compiled, rate limit checked. This happens once per
+//! record version, never per delivered event.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use url::Url;
 
 use crate::crypto::jwe::Recipient;
 use crate::crypto::{KeyError, PublicKey, SigningSecret};
 use crate::tenants::pattern::{Pattern, PatternError};
+use crate::tenants::rate_limit::{RateLimit, RateLimitError};
 
 /// Largest tenant record accepted. A real record is a URL, a PEM public key
 /// of at most a few kilobytes and a short list of patterns; anything far
@@ -23,7 +26,7 @@ const MAX_URL_BYTES: usize = 2048;
 
 /// The record as stored on the `tenants` topic (JSON). Unknown fields are
 /// ignored so that newer writers do not break older readers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TenantRecord {
     pub url: String,
     pub public_key: String,
@@ -37,10 +40,43 @@ pub struct TenantRecord {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_sha256: Option<String>,
+    /// Events per second at most (fractions allowed: 0.5 is one event
+    /// every 2 s); missing or `null`: unlimited. See [`RateLimit`] for the
+    /// bounds.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rate_limit_number"
+    )]
+    pub rate_limit: Option<f64>,
 }
 
 fn enabled_by_default() -> bool {
     true
+}
+
+/// Reads `rate_limit` as any JSON value first, so that a value of the wrong
+/// type is refused with a message that names the field: serde's own
+/// message names only the type it expected.
+fn rate_limit_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let kind = match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(number)) => {
+            // Every JSON number reads as an f64 unless serde_json keeps
+            // numbers as text (its `arbitrary_precision` feature), where one
+            // beyond the range of an f64 does not.
+            return number.as_f64().map(Some).ok_or_else(|| {
+                D::Error::custom(format_args!("rate_limit: `{number}` is not a number"))
+            });
+        }
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::String(_)) => "a string",
+        Some(Value::Array(_)) => "an array",
+        Some(Value::Object(_)) => "an object",
+    };
+    Err(D::Error::custom(format_args!(
+        "rate_limit: must be a number of events per second, not {kind}"
+    )))
 }
 
 /// Why a tenant record is not usable. The message names the field.
@@ -66,6 +102,8 @@ pub enum TenantError {
     Events(#[source] PatternError),
     #[error("api_key_sha256: must be 64 hexadecimal characters")]
     ApiKeyHash,
+    #[error("rate_limit: {0}")]
+    RateLimit(#[source] RateLimitError),
 }
 
 /// A validated tenant, prepared for delivery.
@@ -83,6 +121,9 @@ pub struct Tenant {
     pub events: Option<Vec<Pattern>>,
     pub enabled: bool,
     pub api_key_sha256: Option<String>,
+    /// At most this many events per second to this tenant; `None`:
+    /// unlimited. Already validated.
+    pub rate_limit: Option<RateLimit>,
     // No copy of the record itself: with 100,000 tenants its PEM text and
     // strings were a third of the table's memory, and everything shown
     // (`hookline tenants`) is derived from the prepared fields above. The
@@ -151,6 +192,11 @@ impl Tenant {
         {
             return Err(TenantError::ApiKeyHash);
         }
+        let rate_limit = record
+            .rate_limit
+            .map(RateLimit::new)
+            .transpose()
+            .map_err(TenantError::RateLimit)?;
         Ok(Self {
             id: id.to_string(),
             url,
@@ -159,6 +205,7 @@ impl Tenant {
             events,
             enabled: record.enabled,
             api_key_sha256: record.api_key_sha256,
+            rate_limit,
         })
     }
 
@@ -212,6 +259,7 @@ mod tests {
     use super::*;
     use crate::crypto::test_keys;
     use proptest::prelude::*;
+    use std::time::Duration;
 
     fn record(url: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
@@ -265,6 +313,70 @@ mod tests {
         assert!(Tenant::from_bytes("acme", &value).is_ok());
     }
 
+    fn record_with_rate_limit(rate_limit: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "url": "https://example.com/",
+            "public_key": test_keys::RSA2048_SPKI,
+            "rate_limit": rate_limit,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_record_without_a_rate_limit_or_with_null_is_unlimited() {
+        let old = Tenant::from_bytes("acme", &record("https://example.com/")).unwrap();
+        assert_eq!(old.rate_limit, None);
+        let null = Tenant::from_bytes("acme", &record_with_rate_limit(Value::Null)).unwrap();
+        assert_eq!(null.rate_limit, None);
+    }
+
+    #[test]
+    fn a_rate_limit_is_prepared_with_its_interval() {
+        for (rate, interval) in [
+            (serde_json::json!(0.5), Duration::from_secs(2)),
+            (serde_json::json!(10), Duration::from_millis(100)),
+            (serde_json::json!(1_000_000), Duration::from_micros(1)),
+        ] {
+            let tenant = Tenant::from_bytes("acme", &record_with_rate_limit(rate.clone())).unwrap();
+            let limit = tenant.rate_limit.expect("a rate limit");
+            assert_eq!(Some(limit.per_second()), rate.as_f64());
+            assert_eq!(limit.interval(), interval, "{rate}");
+        }
+    }
+
+    #[test]
+    fn a_bad_rate_limit_makes_the_record_invalid_naming_the_field() {
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!(1_000_001),
+            serde_json::json!(1e-7),
+            serde_json::json!("10"),
+            serde_json::json!(true),
+            serde_json::json!([1]),
+            serde_json::json!({"per_second": 1}),
+        ] {
+            let error = Tenant::from_bytes("acme", &record_with_rate_limit(bad.clone()))
+                .expect_err("a bad rate limit is refused");
+            assert!(error.to_string().contains("rate_limit: "), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_is_written_only_when_set() {
+        let mut record: TenantRecord =
+            serde_json::from_slice(&record("https://example.com/")).unwrap();
+        assert!(
+            !serde_json::to_string(&record)
+                .unwrap()
+                .contains("rate_limit")
+        );
+        record.rate_limit = Some(0.5);
+        let written = serde_json::to_vec(&record).unwrap();
+        let read: TenantRecord = serde_json::from_slice(&written).unwrap();
+        assert_eq!(read.rate_limit, Some(0.5));
+    }
+
     proptest! {
         // The same properties as the `tenant_record` fuzz target, so that
         // every CI run exercises them even without a nightly toolchain.
@@ -290,6 +402,31 @@ mod tests {
                 prop_assert!(matches!(tenant.url.scheme(), "http" | "https"));
                 prop_assert!(tenant.url.host().is_some());
                 prop_assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
+            }
+        }
+
+        #[test]
+        fn a_rate_limit_is_either_prepared_as_given_or_refused_naming_the_field(
+            rate in prop_oneof![any::<f64>(), -10.0..2e6f64, 0.0..1e-5f64],
+        ) {
+            // Not-a-number and the infinities have no JSON form: they are
+            // written as `null`, which is no limit.
+            let written = serde_json::json!(rate);
+            let value = record_with_rate_limit(written.clone());
+            // What a reader sees, which may be a unit in the last place
+            // away from what was written.
+            let read: TenantRecord = serde_json::from_slice(&value).unwrap();
+            match (Tenant::from_bytes("acme", &value), read.rate_limit) {
+                (Ok(tenant), Some(read)) => {
+                    let limit = tenant.rate_limit.expect("a rate limit");
+                    prop_assert_eq!(limit.per_second(), read);
+                    prop_assert!(limit.interval() > Duration::ZERO);
+                }
+                (Ok(tenant), None) => {
+                    prop_assert!(written.is_null());
+                    prop_assert!(tenant.rate_limit.is_none());
+                }
+                (Err(error), _) => prop_assert!(error.to_string().starts_with("rate_limit: "), "{}", error),
             }
         }
     }

@@ -9,6 +9,8 @@ use hookline::api::{self, ApiSettings};
 use hookline::config::Config;
 use hookline::crypto::SigningSecret;
 use hookline::delivery::runner::Topics;
+use hookline::kafka::table_reader::TableReader;
+use hookline::tenants::{TenantEntry, TenantTable, sync};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use secrecy::SecretString;
@@ -107,6 +109,16 @@ impl Api {
         api
     }
 
+    /// A broker fixture for `test`, its own topics (one partition each) and
+    /// an API on them with the default configuration.
+    async fn on_own_topics(test: &str, producer_token: bool) -> (Broker, Topics, Self) {
+        let broker = Broker::new(test);
+        let topics = create_topics(&broker, 1).await;
+        let config = replica_config(&broker, &[]);
+        let api = Self::start(&config, &topics, producer_token).await;
+        (broker, topics, api)
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -185,6 +197,20 @@ impl Api {
             answer.body["api_key"].as_str().unwrap().to_string(),
             answer.body["signing_secret"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// `PUT /v1/tenants/{id}/rate-limit` with `{"rate_limit": value}`.
+    async fn set_rate_limit(
+        &self,
+        id: &str,
+        token: &str,
+        value: Value,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let path = format!("/v1/tenants/{id}/rate-limit");
+        let body = json!({ "rate_limit": value });
+        self.call_with(Method::PUT, &path, Some(token), Some(&body), headers)
+            .await
     }
 
     async fn stop(mut self) {
@@ -349,10 +375,7 @@ async fn onboarding_flow_ends_in_a_delivery_the_tenant_decrypts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_key_opens_only_its_own_tenant_on_every_route() {
-    let broker = Broker::new("api-isolation");
-    let topics = create_topics(&broker, 1).await;
-    let config = replica_config(&broker, &[]);
-    let api = Api::start(&config, &topics, true).await;
+    let (broker, topics, api) = Api::on_own_topics("api-isolation", true).await;
     let (key_a, _) = api.create("tenant-a").await;
     let (key_b, _) = api.create("tenant-b").await;
     let b_before = api
@@ -380,6 +403,11 @@ async fn a_tenant_key_opens_only_its_own_tenant_on_every_route() {
                 Method::PUT,
                 format!("{base}/events"),
                 Some(json!({"events": null})),
+            ),
+            (
+                Method::PUT,
+                format!("{base}/rate-limit"),
+                Some(json!({"rate_limit": 1})),
             ),
             (Method::POST, format!("{base}/signing-secret"), None),
             // Invalid bodies too: the key is checked before the body.
@@ -726,6 +754,55 @@ async fn bad_input_on_every_route_is_a_problem_and_writes_nothing() {
             422,
             "invalid type",
         ),
+        // Tenant: rate limit.
+        json_case(
+            Method::PUT,
+            &format!("{tenant}/rate-limit"),
+            &key,
+            json!({"rate_limit": 0}),
+            422,
+            "rate_limit:",
+        ),
+        json_case(
+            Method::PUT,
+            &format!("{tenant}/rate-limit"),
+            ADMIN,
+            json!({"rate_limit": 1_000_001}),
+            422,
+            "rate_limit:",
+        ),
+        json_case(
+            Method::PUT,
+            &format!("{tenant}/rate-limit"),
+            &key,
+            json!({"rate_limit": "10"}),
+            422,
+            "invalid type",
+        ),
+        json_case(
+            Method::PUT,
+            &format!("{tenant}/rate-limit"),
+            &key,
+            json!({"rate_limit": 1, "burst": 2}),
+            422,
+            "unknown field",
+        ),
+        json_case(
+            Method::PUT,
+            &format!("{tenant}/rate-limit"),
+            PRODUCER,
+            json!({"rate_limit": 1}),
+            401,
+            "not valid",
+        ),
+        json_case(
+            Method::POST,
+            "/v1/tenants",
+            ADMIN,
+            json!({"id": "n", "rate_limit": -1}),
+            422,
+            "rate_limit:",
+        ),
         // Events.
         json_case(
             Method::POST,
@@ -816,6 +893,7 @@ async fn bad_input_on_every_route_is_a_problem_and_writes_nothing() {
         format!("{tenant}/public-key"),
         format!("{tenant}/url"),
         format!("{tenant}/events"),
+        format!("{tenant}/rate-limit"),
         "/v1/events".to_string(),
     ] {
         let (method, token) = match path.as_str() {
@@ -864,8 +942,14 @@ async fn bad_input_on_every_route_is_a_problem_and_writes_nothing() {
             key.clone(),
         ),
         (Method::PUT, format!("{tenant}/events"), key.clone()),
+        (
+            Method::PUT,
+            format!("{tenant}/rate-limit"),
+            ADMIN.to_string(),
+        ),
     ] {
-        let body = (method == Method::PUT).then(|| b"{\"events\": null}".to_vec());
+        // Both PUT bodies are valid: `{}` sets neither field.
+        let body = (method == Method::PUT).then(|| b"{}".to_vec());
         cases.push(Case {
             method,
             path,
@@ -908,10 +992,7 @@ async fn bad_input_on_every_route_is_a_problem_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_keep_both_changes_and_if_match_refuses_stale_versions() {
-    let broker = Broker::new("api-concurrency");
-    let topics = create_topics(&broker, 1).await;
-    let config = replica_config(&broker, &[]);
-    let api = Api::start(&config, &topics, false).await;
+    let (_broker, _topics, api) = Api::on_own_topics("api-concurrency", false).await;
     let (key, _) = api.create("acme").await;
     let path = "/v1/tenants/acme";
 
@@ -969,6 +1050,137 @@ async fn concurrent_updates_keep_both_changes_and_if_match_refuses_stale_version
     .await
     .assert_problem(404, "ingestion disabled");
     api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_set_by_the_tenant_or_the_operator_and_removed_with_null() {
+    let (broker, topics, api) = Api::on_own_topics("api-rate-limit", false).await;
+    let (key, _) = api.create("acme").await;
+    let (other_key, _) = api.create("other").await;
+    let path = "/v1/tenants/acme";
+
+    // The tenant sets it; the answer and the next read show it.
+    let answer = api.set_rate_limit("acme", &key, json!(10), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["rate_limit"], 10.0);
+    let version = answer.header("etag").unwrap().to_string();
+    let read = api.call(Method::GET, path, Some(&key), None).await;
+    assert_eq!(read.body["rate_limit"], 10.0);
+    assert_eq!(read.header("etag"), Some(version.as_str()));
+
+    // If-Match as on the sibling routes: the current version passes, a
+    // stale one is refused.
+    let answer = api
+        .set_rate_limit("acme", &key, json!(0.5), &[("if-match", &version)])
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let detail = api
+        .set_rate_limit("acme", &key, json!(2), &[("if-match", &version)])
+        .await
+        .assert_problem(412, "stale If-Match");
+    assert!(detail.contains("current version"), "{detail}");
+
+    // The operator may set it too, and only on a tenant that exists.
+    let answer = api.set_rate_limit("acme", ADMIN, json!(2.5), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let read = api.call(Method::GET, path, Some(&key), None).await;
+    assert_eq!(read.body["rate_limit"], 2.5);
+    let detail = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/nobody/rate-limit",
+            Some(ADMIN),
+            Some(&json!({"rate_limit": 1})),
+        )
+        .await
+        .assert_problem(404, "the admin token on a tenant that does not exist");
+    assert_eq!(detail, "no such tenant");
+
+    // Another tenant's key gets the 404 of a tenant that does not exist,
+    // and changes nothing.
+    let detail = api
+        .set_rate_limit("acme", &other_key, json!(1), &[])
+        .await
+        .assert_problem(404, "another tenant's key");
+    assert_eq!(detail, "no such tenant");
+
+    // A bad value is a problem naming the field, and changes nothing.
+    for bad in [json!(0), json!(-1), json!(1_000_001), json!(1e-7)] {
+        let detail = api
+            .set_rate_limit("acme", &key, bad.clone(), &[])
+            .await
+            .assert_problem(422, &format!("rate_limit {bad}"));
+        assert!(detail.starts_with("rate_limit: "), "{bad}: {detail}");
+    }
+    let read = api.call(Method::GET, path, Some(&key), None).await;
+    assert_eq!(read.body["rate_limit"], 2.5);
+
+    // Once onboarding is done, a replica's table holds the prepared limit.
+    let tenant = TestTenant::new("acme");
+    for (field, value) in [
+        ("public-key", json!({"public_key": public_pem(&tenant)})),
+        ("url", json!({"url": "https://hooks.example.com/acme"})),
+    ] {
+        let answer = api
+            .call(
+                Method::PUT,
+                &format!("{path}/{field}"),
+                Some(&key),
+                Some(&value),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let table = delivery_table(&broker, &topics).await;
+    match table.get("acme").as_deref() {
+        Some(TenantEntry::Valid(acme)) => {
+            let limit = acme.rate_limit.expect("a rate limit");
+            assert_eq!(limit.per_second(), 2.5);
+            assert_eq!(limit.interval(), Duration::from_millis(400));
+        }
+        other => panic!("acme is not valid: {other:?}"),
+    }
+
+    // `null` removes it: from the view and from the record on the topic.
+    let answer = api.set_rate_limit("acme", &key, Value::Null, &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["rate_limit"], Value::Null);
+    assert_eq!(answer.body["status"], "active", "{}", answer.body);
+    let records = broker
+        .consume(&topics.tenants, 8, Duration::from_secs(5))
+        .await;
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| r.key.as_deref() == Some(&b"acme"[..]))
+        .and_then(|r| r.value.as_deref())
+        .expect("acme's record");
+    let last: Value = serde_json::from_slice(last).unwrap();
+    assert!(last.get("rate_limit").is_none(), "{last}");
+
+    // A tenant may be created with a limit.
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(ADMIN),
+            Some(&json!({"id": "slow", "rate_limit": 0.25})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["tenant"]["rate_limit"], 0.25);
+    api.stop().await;
+}
+
+/// The tenant table a replica would restore from the test's topic.
+async fn delivery_table(broker: &Broker, topics: &Topics) -> TenantTable {
+    let config = support::config(&broker.bootstrap);
+    let reader = TableReader::connect(&config.kafka, &topics.tenants, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let table = TenantTable::new();
+    sync::restore(&table, &reader, |_| {}).await.unwrap();
+    table
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The tenant table against the real broker: restore, live updates,
-//! tombstones, invalid records, a really compacted topic, and the
-//! `tenants` commands.
+//! tombstones, invalid records, a really compacted topic, and the rate
+//! limit given to `tenants put`.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use hookline::tenants::sync;
 use hookline::tenants::{TenantEntry, TenantTable};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::replica::{create_topics, write_topology};
 use crate::support::{self, Broker};
 
 /// One 2048-bit key shared by the tests of this file: generating keys is
@@ -158,6 +159,13 @@ async fn invalid_records_mark_the_tenant_invalid_and_crash_nothing() {
             })).unwrap(),
             "signing_secret",
         ),
+        (
+            "zero-rate",
+            serde_json::to_vec(&serde_json::json!({
+                "url": "https://a.example.com/", "public_key": key().0, "rate_limit": 0
+            })).unwrap(),
+            "rate_limit",
+        ),
         ("not-json", b"{this is not json".to_vec(), "not a valid tenant record"),
     ];
     for (id, value, _) in &cases {
@@ -191,8 +199,8 @@ async fn invalid_records_mark_the_tenant_invalid_and_crash_nothing() {
         Some(TenantEntry::Valid(_))
     ));
     let stats = table.stats();
-    assert_eq!((stats.tenants, stats.invalid), (6, 5));
-    assert_eq!(stats.invalid_records, 5);
+    assert_eq!((stats.tenants, stats.invalid), (7, 6));
+    assert_eq!(stats.invalid_records, 6);
 
     // A valid record heals an invalid tenant.
     let shutdown = CancellationToken::new();
@@ -290,4 +298,109 @@ async fn restore_is_correct_after_the_log_cleaner_compacted_the_topic() {
             "tenant t{k} restored to an old version"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_put_takes_a_rate_limit_that_get_list_and_the_table_show() {
+    let broker = Broker::new("tenants-rate-limit");
+    let topics = create_topics(&broker, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let topology = write_topology(dir.path(), &topics, 1);
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, &key().0).unwrap();
+    let public = public.to_str().unwrap();
+    let tenants = |args: &[&str]| {
+        let output = support::hookline(&broker.bootstrap)
+            .env("HOOKLINE__TOPOLOGY", &topology)
+            .arg("tenants")
+            .args(args)
+            .output()
+            .expect("run hookline");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let put = |id: &str, extra: &[&str]| {
+        let mut args = vec![
+            "put",
+            id,
+            "--url",
+            "https://hooks.example.com/",
+            "--public-key",
+            public,
+        ];
+        args.extend_from_slice(extra);
+        tenants(&args)
+    };
+
+    let (code, stdout, stderr) = put("slow", &["--rate-limit", "0.5"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("at most 0.5/s"), "{stdout}");
+    let (code, stdout, stderr) = put("free", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("no rate limit"), "{stdout}");
+
+    for (id, shown) in [
+        ("slow", serde_json::json!(0.5)),
+        ("free", serde_json::Value::Null),
+    ] {
+        let (code, stdout, stderr) = tenants(&["get", id]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let record: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(record["rate_limit"], shown, "{id}");
+    }
+    let (code, stdout, stderr) = tenants(&["list"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let row = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(id))
+            .unwrap_or_default()
+    };
+    assert!(stdout.contains("RATE LIMIT"), "{stdout}");
+    assert!(row("slow").trim_end().ends_with("0.5/s"), "{stdout}");
+    assert!(row("free").trim_end().ends_with("unlimited"), "{stdout}");
+    let (_, stdout, _) = tenants(&["list", "--json"]);
+    let rates: Vec<(String, serde_json::Value)> = stdout
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                line["id"].as_str().unwrap().to_string(),
+                line["rate_limit"].clone(),
+            )
+        })
+        .collect();
+    assert!(
+        rates.contains(&("slow".into(), serde_json::json!(0.5))),
+        "{rates:?}"
+    );
+    assert!(
+        rates.contains(&("free".into(), serde_json::Value::Null)),
+        "{rates:?}"
+    );
+
+    // What a replica restores: the prepared limit and its interval.
+    let (table, _reader) = restored_table(&broker, &topics.tenants).await;
+    match table.get("slow").as_deref() {
+        Some(TenantEntry::Valid(slow)) => {
+            let limit = slow.rate_limit.expect("a rate limit");
+            assert_eq!(limit.interval(), Duration::from_secs(2));
+        }
+        other => panic!("slow is not valid: {other:?}"),
+    }
+
+    // A bad value: one line naming the flag, exit 1, nothing written.
+    for bad in ["0", "-2", "1000001", "ten"] {
+        let (code, _, stderr) = put("bad", &["--rate-limit", bad]);
+        assert_eq!(code, Some(1), "{bad}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad}: {stderr}");
+        assert!(stderr.contains("--rate-limit"), "{bad}: {stderr}");
+    }
+    let (code, _, stderr) = tenants(&["get", "bad"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("does not exist"), "{stderr}");
 }
