@@ -9,7 +9,7 @@
 //! then the value.
 #![no_main]
 
-use hookline::delivery::dlq::DlqReason;
+use hookline::delivery::dead_letter::DlqReason;
 use hookline::events::{EventDecoder, RecordParts};
 use libfuzzer_sys::fuzz_target;
 

@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::DeliveryConfig;
 use crate::delivery::destination::BlockedRange;
-use crate::delivery::dlq::DlqReason;
+use crate::delivery::dead_letter::DlqReason;
 
 /// What one delivery attempt produced, as far as the retry decision cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

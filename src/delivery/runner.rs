@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letters::DeadLetterWriter;
+use super::dead_letter::writer::DeadLetterWriter;
 use super::http::WebhookClient;
 use super::reconnect::ReconnectBackoff;
 use super::retry::RetryPolicy;

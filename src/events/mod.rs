@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::SchemaRegistryConfig;
-use crate::delivery::dlq::{DlqReason, format_rfc3339_millis};
+use crate::delivery::dead_letter::{DlqReason, format_rfc3339_millis};
 use crate::schema_registry::{RegistryError, SchemaRegistry};
 
 pub use avro::{AvroDecoder, AvroJsonError};

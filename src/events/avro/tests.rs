@@ -3,7 +3,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use url::Url;
 
 use super::*;
-use crate::delivery::dlq::DlqReason;
+use crate::delivery::dead_letter::DlqReason;
 use crate::events::{Event, EventDecoder, RecordParts};
 use crate::schema_registry::EVENT_SCHEMA;
 
@@ -103,7 +103,7 @@ fn invalid(decoder: &AvroDecoder, value: &[u8]) -> String {
         Ok(event) => panic!("expected invalid_event, decoded {event:?}"),
         Err(e) => {
             assert_eq!(e.dlq_reason(), DlqReason::InvalidEvent, "{e:?}");
-            crate::delivery::dlq::error_chain(&e)
+            crate::delivery::dead_letter::error_chain(&e)
         }
     }
 }

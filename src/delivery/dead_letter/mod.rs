@@ -1,9 +1,11 @@
 //! Dead-letter records: why an event was dead-lettered and the headers that
 //! say so (DESIGN §7).
 //!
-//! This module is pure: it names the reasons and renders the headers. The
-//! producer that writes the record (original key, value and headers, plus
-//! these) lives with the Kafka code.
+//! This module is pure: it names the reasons and renders the headers.
+//! [`writer`] is the I/O: it writes the record (original key, value and
+//! headers, plus these) to the dead-letter topic through `kafka::producer`.
+
+pub mod writer;
 
 use std::fmt;
 use std::str::FromStr;
@@ -298,9 +300,14 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_millis(unix_millis)
     }
 
+    /// `ALL` lists every reason once, in the order of DESIGN §7, and each
+    /// one's `dlq.reason` value is its own: they are label values and header
+    /// values that operators filter on.
     #[test]
     fn reason_strings_are_the_contract() {
         let strings: Vec<&str> = DlqReason::ALL.iter().map(|r| r.as_str()).collect();
+        let distinct: std::collections::BTreeSet<&str> = strings.iter().copied().collect();
+        assert_eq!(distinct.len(), strings.len(), "{strings:?}");
         assert_eq!(
             strings,
             [
