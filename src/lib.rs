@@ -18,6 +18,7 @@
 //! - [`delivery`]: retry policy, dead-letter records, destination guard.
 //! - [`demo`]: `hookline demo`, the whole flow in one process on an
 //!   embedded mock cluster, driving the real replica.
+//! - [`error`]: an error and its causes on one line, for every layer.
 //! - [`events`]: decoding Kafka records (JSON, or Avro through the schema
 //!   registry) into one [`events::Event`] type.
 //! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
@@ -41,6 +42,7 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod demo;
+pub mod error;
 pub mod events;
 pub mod kafka;
 pub mod receiver;

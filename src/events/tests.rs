@@ -1,5 +1,5 @@
 use super::*;
-use crate::delivery::dead_letter::error_chain;
+use crate::error::error_chain;
 use proptest::prelude::*;
 
 const LIMIT: usize = 1 << 20;

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::jwe::{self, JweError};
 use crate::crypto::signature::DEFAULT_TOLERANCE;
 use crate::crypto::{KeyRing, SigningSecret, VerifyError};
+use crate::error::error_chain;
 
 /// The header carrying the stable message id.
 pub const HEADER_ID: &str = "webhook-id";
@@ -162,14 +163,7 @@ impl Rejection {
 
     /// The error and its causes on one line, as a short response body.
     pub fn reason(&self) -> String {
-        let mut reason = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        reason
+        error_chain(self)
     }
 }
 

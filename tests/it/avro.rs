@@ -346,7 +346,7 @@ async fn corrupt_avro_and_unknown_schema_ids_are_invalid_events() {
         let error = decode(&decoder, &topic, record).await.unwrap_err();
         assert!(!error.is_transient(), "{name}: {error:?}");
         assert_eq!(error.dlq_reason(), Some(DlqReason::InvalidEvent), "{name}");
-        let chain = hookline::delivery::dead_letter::error_chain(&error);
+        let chain = hookline::error::error_chain(&error);
         assert!(chain.contains(expected), "{name}: {chain}");
     }
 }

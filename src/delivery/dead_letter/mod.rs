@@ -214,21 +214,6 @@ impl DeadLetter {
     }
 }
 
-/// Renders an error and its `source()` chain as one line, `outer: inner:
-/// innermost`, the way `anyhow` prints `{:#}`. Error enums keep their cause
-/// as a source rather than repeating it in their message, so the chain is
-/// what tells an operator what actually went wrong.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 /// `text` on one line and at most `max_bytes` long: every control character
 /// (newlines included) becomes a space, and a text that is too long is cut
 /// on a character boundary and ends with `…` (the ellipsis counts against the
@@ -485,18 +470,6 @@ mod tests {
     #[test]
     fn limit_smaller_than_the_ellipsis_yields_empty() {
         assert_eq!(bounded_single_line("abcdef", 2), "");
-    }
-
-    #[test]
-    fn error_chain_joins_sources() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] Inner);
-        #[derive(Debug, thiserror::Error)]
-        #[error("inner")]
-        struct Inner;
-        assert_eq!(error_chain(&Outer(Inner)), "outer: inner");
-        assert_eq!(error_chain(&Inner), "inner");
     }
 
     #[test]

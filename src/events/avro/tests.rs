@@ -103,7 +103,7 @@ fn invalid(decoder: &AvroDecoder, value: &[u8]) -> String {
         Ok(event) => panic!("expected invalid_event, decoded {event:?}"),
         Err(e) => {
             assert_eq!(e.dlq_reason(), DlqReason::InvalidEvent, "{e:?}");
-            crate::delivery::dead_letter::error_chain(&e)
+            crate::error::error_chain(&e)
         }
     }
 }
