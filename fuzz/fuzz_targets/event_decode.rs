@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(plaintext["tenant"].as_str(), Some(event.tenant.as_str()));
         }
         Err(e) => {
-            let reason = e.dlq_reason();
+            let reason = DlqReason::from(&e);
             assert!(
                 reason == DlqReason::InvalidEvent || reason == DlqReason::PayloadTooLarge,
                 "{reason:?}"

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::dead_letter::writer::{Abandoned, DeadLetterWriter};
-use super::dead_letter::{DeadLetter, DlqReason};
+use super::dead_letter::{DeadLetter, DecodeErrorExt as _, DlqReason};
 use super::http::{WebhookClient, WebhookRequest};
 use super::progress::PartitionProgress;
 use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hookline::delivery::dead_letter::DlqReason;
+use hookline::delivery::dead_letter::{DecodeErrorExt as _, DlqReason};
 use hookline::events::{DecodeError, Event, EventDecoder, EventError, RecordParts};
 use hookline::schema_registry::{
     EVENT_SCHEMA, RegistryError, SchemaRegistry, find_event_schema, register_event_schema,
