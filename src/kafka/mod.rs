@@ -31,7 +31,10 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     // OpenSSL is linked into the binary, so its built-in certificate paths
     // point into the build directory, not at the system's CA bundle: unless
     // told otherwise, librdkafka looks in the usual places of the system.
-    if CA_PROPERTIES.iter().all(|p| config.properties.get(p).is_none()) {
+    if CA_PROPERTIES
+        .iter()
+        .all(|p| config.properties.get(p).is_none())
+    {
         client.set("ssl.ca.location", "probe");
     }
     for (key, value) in config.properties.iter() {
@@ -96,7 +99,10 @@ mod tests {
             "lz4",
             "zstd",
         ] {
-            assert!(features.contains(&wanted), "{wanted} missing from {features:?}");
+            assert!(
+                features.contains(&wanted),
+                "{wanted} missing from {features:?}"
+            );
         }
     }
 }
