@@ -23,7 +23,8 @@
 //!   registry) into one [`events::Event`] type.
 //! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
 //! - [`receiver`]: verify-then-decrypt of a webhook request, embeddable by
-//!   customers.
+//!   customers, and the HTTP endpoint around it (`hookline receive`, the
+//!   demo's receivers).
 //! - [`schema_registry`]: the Confluent-compatible schema registry client:
 //!   Avro writer schemas by id, and registering the event schema.
 //! - [`telemetry`]: log setup, metrics (names and recording in one place),

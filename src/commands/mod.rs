@@ -4,6 +4,7 @@
 
 mod api;
 mod demo;
+mod receive;
 mod run;
 mod send;
 mod setup_topics;
@@ -20,7 +21,6 @@ use crate::telemetry;
 use crate::topology::{EMBEDDED_ORIGIN, Topology};
 
 pub mod keygen;
-pub mod receive;
 
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).

@@ -2,8 +2,9 @@
 //! verify the Standard Webhooks signature and timestamp, and only then
 //! decrypt the JWE body and check the payload against the headers.
 //!
-//! [`Receiver::receive`] is a pure function of the request and the clock; the
-//! `hookline receive` command wraps it in an HTTP server.
+//! [`Receiver::receive`] is a pure function of the request and the clock;
+//! [`server`] wraps it in an HTTP endpoint, which `hookline receive` serves
+//! and the demo embeds.
 //!
 //! ```no_run
 //! use std::time::SystemTime;
@@ -29,6 +30,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+pub mod server;
 
 use std::time::{Duration, SystemTime};
 
