@@ -4,7 +4,8 @@
 //!
 //! The endpoint is [`crate::receiver::server`]; this command turns the flags
 //! into its receiver (key files and signing secret), binds the address and
-//! serves until SIGINT or SIGTERM.
+//! serves until SIGINT or SIGTERM, then lets the requests in flight finish;
+//! a second signal exits at once.
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, Result};
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{PrivateKeyArg, ReceiveArgs};
 use crate::config::LogFormat;
@@ -37,7 +39,13 @@ pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
     // from this line.
     eprintln!("listening on {address}");
     let output: Output = Arc::new(Mutex::new(std::io::stdout()));
-    server::serve(listener, receiver, output, shutdown_signal())
+    let shutdown = CancellationToken::new();
+    super::signals::cancel_on_signal(
+        shutdown.clone(),
+        "the receiver",
+        "stopping (signal again to exit at once)",
+    );
+    server::serve(listener, receiver, output, shutdown.cancelled_owned())
         .await
         .context("the HTTP server failed")?;
     tracing::info!("stopped");
@@ -74,31 +82,6 @@ fn load_receiver(private_keys: &[PrivateKeyArg], secret: Option<&str>) -> Result
         }
     };
     Ok(Receiver::new(keys, secret))
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, stopping"),
-        () = terminate => tracing::info!("SIGTERM received, stopping"),
-    }
 }
 
 #[cfg(test)]
