@@ -381,15 +381,16 @@ mod tests {
     /// same property as the `event_decode` fuzz target.
     #[test]
     fn refusals_of_the_json_decoder_have_their_reason() {
-        let cases: [(Option<&[u8]>, &[u8], DlqReason); 4] = [
-            (Some(b"acme"), &[b'x'; 129], DlqReason::PayloadTooLarge),
-            (None, &[b'x'; 129], DlqReason::PayloadTooLarge),
+        let oversized = [b'x'; 129];
+        let cases = [
+            (Some("acme"), &oversized[..], DlqReason::PayloadTooLarge),
+            (None, &oversized[..], DlqReason::PayloadTooLarge),
             (None, br#"{"type":"t","data":1}"#, DlqReason::InvalidEvent),
-            (Some(b"acme"), b"{not json", DlqReason::InvalidEvent),
+            (Some("acme"), b"{not json", DlqReason::InvalidEvent),
         ];
         for (key, value, reason) in cases {
             let parts = RecordParts {
-                key,
+                key: key.map(str::as_bytes),
                 value: Some(value),
                 timestamp_millis: Some(0),
                 topic: "events",
