@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::delivery::dead_letter::DlqReason;
 use crate::delivery::reconnect::ReconnectBackoff;
 use crate::delivery::runner::{self, ReplicaState, Topics};
 use crate::kafka::admin::Admin;
@@ -116,7 +117,7 @@ async fn serve_telemetry(
     state: &ReplicaState,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let handle = metrics::install()?;
+    let handle = metrics::install(&DlqReason::ALL.map(DlqReason::as_str))?;
     let listener = tokio::net::TcpListener::bind(config.telemetry.listen)
         .await
         .with_context(|| {
