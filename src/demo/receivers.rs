@@ -1,8 +1,8 @@
-//! The tenants' endpoints: one `hookline receive` endpoint per tenant on
-//! 127.0.0.1 (port 0), each verifying and decrypting with that tenant's
-//! secret and private key, and counting what it saw. Counting on the
-//! receivers' side means the demo needs no metrics to report deliveries
-//! and retries.
+//! The tenants' endpoints: one per tenant on 127.0.0.1 (port 0), each the
+//! [`crate::receiver::server`] that `hookline receive` serves, verifying and
+//! decrypting with that tenant's secret and private key, and counting what
+//! it saw. Counting on the receivers' side means the demo needs no metrics
+//! to report deliveries and retries.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
