@@ -277,20 +277,13 @@ async fn a_second_signal_ends_a_graceful_stop_at_once() {
         keys.join("private.pem").to_str().unwrap(),
     ]);
     let mut receiver = Spawned::start(receive);
-    receiver
-        .wait_for_log("listening on ", Duration::from_secs(30))
+    let address = receiver
+        .address_after("listening on ", Duration::from_secs(30))
         .await;
-    let stderr = receiver.stderr();
-    let address = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on "))
-        .expect("the line just seen")
-        .trim()
-        .to_owned();
 
     // A request whose body never arrives in full stays in flight, which
     // holds the graceful stop.
-    let mut request = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut request = tokio::net::TcpStream::connect(address).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(
         &mut request,
         b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\npartial",

@@ -19,6 +19,7 @@ use secrecy::ExposeSecret;
 use crate::support::process::Spawned;
 use hookline::delivery::dead_letter::DlqReason;
 use hookline::delivery::runner::Topics;
+use hookline::telemetry::metrics::{OUTCOME_LABELS, RESULT_LABELS};
 
 use crate::support::replica::{TestTenant, create_topics, write_topology};
 use crate::support::{Broker, Receiver, hookline};
@@ -78,6 +79,19 @@ fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Polls `/readyz` until it says 200, or fails after 30 s.
+async fn wait_until_ready(addr: SocketAddr, replica: &Spawned) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(addr, "/readyz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            replica.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Scrapes until `done` holds for the text, or fails after `timeout`.
@@ -229,21 +243,14 @@ async fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
     let replica = Spawned::start(command);
     let addr = telemetry_addr(&replica).await;
 
-    let mut series: Vec<String> = ["delivered", "dead_lettered", "filtered"]
+    let mut series: Vec<String> = OUTCOME_LABELS
         .iter()
         .map(|outcome| format!(r#"hookline_deliveries_total{{outcome="{outcome}"}}"#))
         .collect();
     series.extend(
-        [
-            "delivered",
-            "http_error",
-            "timeout",
-            "connect_error",
-            "transport_error",
-            "blocked_destination",
-        ]
-        .iter()
-        .map(|result| format!(r#"hookline_delivery_attempts_total{{result="{result}"}}"#)),
+        RESULT_LABELS
+            .iter()
+            .map(|result| format!(r#"hookline_delivery_attempts_total{{result="{result}"}}"#)),
     );
     series.extend(
         DlqReason::ALL
@@ -265,15 +272,7 @@ async fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
     let (status, text) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     all_at_zero(&text);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(addr, "/readyz").await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            replica.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(addr, &replica).await;
     all_at_zero(&get(addr, "/metrics").await.1);
 }
 
@@ -325,15 +324,7 @@ async fn readyz_is_503_until_restored_and_joined_and_again_while_draining() {
         "ready before the restore"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(addr, "/readyz").await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            replica.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(addr, &replica).await;
     assert!(replica.stderr().contains("tenant table restored"));
 
     // One delivery in flight, held by the receiver; then SIGTERM.
