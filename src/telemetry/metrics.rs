@@ -64,7 +64,7 @@ const END_TO_END_BUCKETS: &[f64] = &[
 pub struct MetricsError(#[source] BuildError);
 
 /// Installs the process-wide Prometheus recorder and returns the handle that
-/// renders it, with the delivery counters at 0 (see [`start_counters_at_zero`]).
+/// renders it, with the delivery counters at 0 (see `start_counters_at_zero`).
 /// A second call returns the first handle: the `metrics` facade has one
 /// global recorder per process, and tests start several replicas in one
 /// process.
