@@ -76,7 +76,8 @@ bench: up ## Benchmarks (about 3 minutes after the build; BENCH_ARGS=--quick for
 	$(CARGO) run --release --quiet --bin hookline-bench -- $(BENCH_ARGS)
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, and the import rules (scripts/check-imports.sh)
 	@$(SETUP) build
+	bash scripts/check-imports.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

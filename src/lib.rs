@@ -10,24 +10,31 @@
 //! - [`api`]: the tenant self-service HTTP API (`hookline api`): tenants,
 //!   API keys and event ingestion over HTTP, every write a Kafka record.
 //! - [`cli`]: clap definitions of the command line.
-//! - [`commands`]: one module per command; the only place that turns
-//!   configuration and flags into running components.
+//! - [`commands`]: one module per command, wiring the components below from
+//!   flags and configuration; no other module imports it.
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
 //!   only module that imports crypto crates.
-//! - [`delivery`]: retry policy, dead-letter records, destination guard.
+//! - [`delivery`]: the replica (`runner`) and its per-partition workers,
+//!   the HTTP client with the destination guard, the retry policy, and
+//!   dead letters (reasons and headers, and their writer).
 //! - [`demo`]: `hookline demo`, the whole flow in one process on an
 //!   embedded mock cluster, driving the real replica.
+//! - [`error`]: an error and its causes on one line, for every layer.
 //! - [`events`]: decoding Kafka records (JSON, or Avro through the schema
-//!   registry) into one [`events::Event`] type.
+//!   registry) into one [`events::Event`] type, and the timestamp form
+//!   hookline writes.
 //! - [`kafka`]: Kafka clients; the only module that imports rdkafka.
 //! - [`receiver`]: verify-then-decrypt of a webhook request, embeddable by
-//!   customers.
+//!   customers, and the HTTP endpoint around it (`hookline receive`, the
+//!   demo's receivers).
 //! - [`schema_registry`]: the Confluent-compatible schema registry client:
 //!   Avro writer schemas by id, and registering the event schema.
 //! - [`telemetry`]: log setup, metrics (names and recording in one place),
 //!   and the `/metrics`, `/healthz`, `/readyz` listener.
-//! - [`tenants`]: tenant configuration, starting with event-type patterns.
+//! - [`tenants`]: the tenant record and its validation, event-type
+//!   patterns, and the tenant table, restored from the compacted `tenants`
+//!   topic and then followed (`sync`).
 //! - [`topology`]: the topology file, the pure plan that reconciles a
 //!   cluster with it, and the readiness check of `run`.
 //!
@@ -41,6 +48,7 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod demo;
+pub mod error;
 pub mod events;
 pub mod kafka;
 pub mod receiver;

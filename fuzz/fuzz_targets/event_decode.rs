@@ -9,7 +9,7 @@
 //! then the value.
 #![no_main]
 
-use hookline::delivery::dlq::DlqReason;
+use hookline::delivery::dead_letter::DlqReason;
 use hookline::events::{EventDecoder, RecordParts};
 use libfuzzer_sys::fuzz_target;
 
@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(plaintext["tenant"].as_str(), Some(event.tenant.as_str()));
         }
         Err(e) => {
-            let reason = e.dlq_reason();
+            let reason = DlqReason::from(&e);
             assert!(
                 reason == DlqReason::InvalidEvent || reason == DlqReason::PayloadTooLarge,
                 "{reason:?}"

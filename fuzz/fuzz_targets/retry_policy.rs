@@ -9,7 +9,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use hookline::config::{DeliveryConfig, DeliveryOrdering};
 use hookline::delivery::destination::BlockedRange;
-use hookline::delivery::dlq::DlqReason;
+use hookline::delivery::dead_letter::DlqReason;
 use hookline::delivery::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
 use libfuzzer_sys::fuzz_target;
 

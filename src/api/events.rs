@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use super::auth::require_token;
 use super::model::{PublishEvent, PublishedEvent};
 use super::{ApiError, AppState, read_json};
+use crate::error::error_chain;
 use crate::events::{EventDecoder, EventError, RecordParts};
 use crate::tenants::record::validate_id;
 
@@ -80,12 +81,7 @@ pub async fn publish_event(
 /// The problem for an event a replica would dead-letter, with the cause
 /// that the decoder's message leaves out (the JSON error's position).
 fn refusal(error: EventError) -> ApiError {
-    let mut detail = format!("event: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        detail.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
+    let detail = format!("event: {}", error_chain(&error));
     match error {
         EventError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge(detail),
         _ => ApiError::Invalid(detail),

@@ -51,9 +51,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::kafka::producer::{AckedProducer, ProduceError};
-use crate::kafka::table_reader::{TableReader, TableReaderError};
+use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader, TableReaderError};
 use crate::tenants::record::MAX_RECORD_BYTES;
-use crate::tenants::sync::CONNECT_TIMEOUT;
 
 pub use model::{
     CreateTenant, CreatedTenant, IssuedApiKey, IssuedSigningSecret, PublishEvent, PublishedEvent,

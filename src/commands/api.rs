@@ -1,7 +1,8 @@
 //! `hookline api --listen ADDR`: the tenant self-service HTTP API.
 //!
 //! Refuses to start without an admin token or when the topics are not
-//! ready; then serves until SIGTERM or SIGINT.
+//! ready; then serves until SIGTERM or SIGINT, and lets the requests in
+//! flight finish; a second signal exits at once.
 
 use std::process::ExitCode;
 
@@ -43,20 +44,13 @@ pub async fn run(args: ApiArgs, config: Config) -> Result<ExitCode> {
         max_payload_bytes: config.delivery.max_payload_bytes,
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    super::signals::cancel_on_signal(
+        shutdown.clone(),
+        "the API",
+        "shutdown requested; finishing the requests in flight (signal again to exit at once)",
+    );
     api::serve(&config.kafka, settings, listener, shutdown)
         .await
         .context("the tenant API stopped")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGTERM or SIGINT stops accepting connections and lets requests in
-/// flight finish.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let Some(mut signals) = super::Signals::install("the API") else {
-        return;
-    };
-    signals.next().await;
-    tracing::info!("shutdown requested");
-    shutdown.cancel();
 }

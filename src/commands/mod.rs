@@ -4,9 +4,11 @@
 
 mod api;
 mod demo;
+mod receive;
 mod run;
 mod send;
 mod setup_topics;
+mod signals;
 mod tenants;
 
 use std::path::Path;
@@ -20,7 +22,6 @@ use crate::telemetry;
 use crate::topology::{EMBEDDED_ORIGIN, Topology};
 
 pub mod keygen;
-pub mod receive;
 
 /// Runs the parsed command line; the exit code is the command's own
 /// (`setup-topics --check` exits 2 on drift).
@@ -77,36 +78,4 @@ fn load_topology(flag: Option<&Path>, config: &Config) -> Result<(Topology, Stri
 fn tenants_topic(config: &Config) -> Result<String> {
     let (topology, _) = load_topology(None, config)?;
     Ok(topology.tenants.name)
-}
-
-/// SIGTERM and SIGINT, as one stream of "stop" requests.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Installs the handlers; when that fails (it does not on Unix with a
-    /// runtime), says so naming `what` and returns `None`.
-    fn install(what: &str) -> Option<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(term), Ok(int)) => Some(Self { term, int }),
-            _ => {
-                tracing::error!("cannot install signal handlers; stop {what} with SIGKILL");
-                None
-            }
-        }
-    }
-
-    /// The next SIGTERM or SIGINT.
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
 }

@@ -1,47 +1,31 @@
 //! `hookline receive`: a reference customer endpoint. It answers POST on any
-//! path, verifies and decrypts each delivery with [`Receiver`], and prints
-//! one JSON line per accepted delivery on stdout; logs go to stderr.
+//! path, verifies and decrypts each delivery, and prints one JSON line per
+//! accepted delivery on stdout; logs go to stderr.
 //!
-//! A 2xx is returned only once the delivery is decrypted and its line is
-//! written, so that anything less makes hookline retry.
+//! The endpoint is [`crate::receiver::server`]; this command turns the flags
+//! into its receiver (key files and signing secret), binds the address and
+//! serves until SIGINT or SIGTERM, then lets the requests in flight finish;
+//! a second signal exits at once.
 
-use std::future::Future;
-use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{PrivateKeyArg, ReceiveArgs};
 use crate::config::LogFormat;
 use crate::crypto::{KeyRing, PrivateKey, SigningSecret};
-use crate::receiver::{
-    Delivery, HEADER_CONTENT_TYPE, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Receiver,
-    WebhookHeaders,
-};
+use crate::receiver::Receiver;
+use crate::receiver::server::{self, Output};
 use crate::telemetry;
-
-/// The largest request body accepted. hookline caps event values at 1 MiB by
-/// default; base64 and the JWE envelope add about a third, so this leaves
-/// room for larger configured limits too.
-pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
-/// Where accepted deliveries are written, one JSON line each.
-pub type Output = Arc<Mutex<dyn Write + Send>>;
 
 /// Runs `hookline receive` until SIGINT or SIGTERM.
 pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
     telemetry::init_logging(LogFormat::Text);
-    let receiver = load_receiver_with_key_ids(
+    let receiver = load_receiver(
         &args.private_keys,
         args.signing_secret.as_ref().map(|s| s.expose_secret()),
     )?;
@@ -55,33 +39,23 @@ pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
     // from this line.
     eprintln!("listening on {address}");
     let output: Output = Arc::new(Mutex::new(std::io::stdout()));
-    serve(listener, receiver, output, shutdown_signal())
+    let shutdown = CancellationToken::new();
+    super::signals::cancel_on_signal(
+        shutdown.clone(),
+        "the receiver",
+        "stopping (signal again to exit at once)",
+    );
+    server::serve(listener, receiver, output, shutdown.cancelled_owned())
         .await
         .context("the HTTP server failed")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the receiver from private key files (each under its thumbprint)
-/// and an optional `whsec_…` secret.
-pub fn load_receiver(private_keys: &[impl AsRef<Path>], secret: Option<&str>) -> Result<Receiver> {
-    let keys: Vec<PrivateKeyArg> = private_keys
-        .iter()
-        .map(|path| PrivateKeyArg {
-            kid: None,
-            path: path.as_ref().to_owned(),
-        })
-        .collect();
-    load_receiver_with_key_ids(&keys, secret)
-}
-
 /// Builds the receiver from private key files, each under the `kid` given
 /// with it (a tenant's custom `key_id`) or else under its thumbprint, and an
 /// optional `whsec_…` secret.
-pub fn load_receiver_with_key_ids(
-    private_keys: &[PrivateKeyArg],
-    secret: Option<&str>,
-) -> Result<Receiver> {
+fn load_receiver(private_keys: &[PrivateKeyArg], secret: Option<&str>) -> Result<Receiver> {
     let mut keys = KeyRing::new();
     for PrivateKeyArg { kid, path } in private_keys {
         let text = std::fs::read_to_string(path)
@@ -110,327 +84,29 @@ pub fn load_receiver_with_key_ids(
     Ok(Receiver::new(keys, secret))
 }
 
-/// Serves `receiver` on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    receiver: Receiver,
-    output: Output,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(receiver, output))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// The endpoint as an axum router, for embedding it with layers of one's
-/// own (the demo puts a flaky phase in front of one receiver).
-pub fn router(receiver: Receiver, output: Output) -> Router {
-    let state = Arc::new(AppState { receiver, output });
-    Router::new()
-        .fallback(handle)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-}
-
-struct AppState {
-    receiver: Receiver,
-    output: Output,
-}
-
-async fn handle(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if method != Method::POST {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "POST")],
-            "only POST is accepted\n",
-        )
-            .into_response();
-    }
-    // A header that is not visible ASCII is treated as absent: it cannot be
-    // a valid id, timestamp, signature or media type.
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let id = text(HEADER_ID);
-    let timestamp = text(HEADER_TIMESTAMP);
-    let signature = text(HEADER_SIGNATURE);
-    let content_type = text(HEADER_CONTENT_TYPE);
-
-    // RSA decryption takes milliseconds of CPU; it runs off the async
-    // workers so that other connections keep being served.
-    let outcome = tokio::task::spawn_blocking(move || {
-        let headers = WebhookHeaders {
-            id: id.as_deref(),
-            timestamp: timestamp.as_deref(),
-            signature: signature.as_deref(),
-            content_type: content_type.as_deref(),
-        };
-        let result = state
-            .receiver
-            .receive(&headers, &body, SystemTime::now());
-        match result {
-            Ok(delivery) => match print_delivery(&state.output, &delivery) {
-                Ok(()) => {
-                    tracing::info!(webhook_id = %delivery.webhook_id, kid = %delivery.kid, "delivery accepted");
-                    (StatusCode::OK, String::from("ok\n"))
-                }
-                Err(e) => {
-                    // Not recorded means not accepted: the sender retries.
-                    tracing::error!(error = %e, "cannot write the delivery to stdout");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        String::from("cannot record the delivery\n"),
-                    )
-                }
-            },
-            Err(rejection) => {
-                let reason = rejection.reason();
-                tracing::warn!(
-                    status = rejection.status(),
-                    webhook_id = id.as_deref().unwrap_or("-"),
-                    %reason,
-                    "delivery rejected"
-                );
-                let status = StatusCode::from_u16(rejection.status())
-                    .unwrap_or(StatusCode::BAD_REQUEST);
-                (status, format!("{reason}\n"))
-            }
-        }
-    })
-    .await;
-    match outcome {
-        Ok(response) => response.into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "the receiving task failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
-}
-
-/// Writes one delivery as a JSON line and flushes it, so that a consumer of
-/// stdout sees each delivery as soon as it is acknowledged.
-fn print_delivery(output: &Output, delivery: &Delivery) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(delivery)?;
-    line.push(b'\n');
-    // A panic while holding the lock cannot leave a half-written line that
-    // matters more than refusing all later deliveries, so a poisoned lock is
-    // used as is.
-    let mut output = output
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    output.write_all(&line)?;
-    output.flush()
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, stopping"),
-        () = terminate => tracing::info!("SIGTERM received, stopping"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-    use std::time::Duration;
-
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    use tokio::net::TcpStream;
+    use std::path::Path;
+    use std::time::SystemTime;
 
     use super::*;
     use crate::crypto::jwe;
     use crate::crypto::signature::unix_seconds;
+    use crate::receiver::WebhookHeaders;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-    /// A `Write` whose bytes the test can read back.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn lines(&self) -> Vec<serde_json::Value> {
-            let bytes = self.0.lock().unwrap().clone();
-            String::from_utf8(bytes)
-                .unwrap()
-                .lines()
-                .map(|line| serde_json::from_str(line).unwrap())
-                .collect()
-        }
-    }
-
-    struct Server {
-        address: SocketAddr,
-        captured: Captured,
-        key: PrivateKey,
-        stop: tokio::sync::oneshot::Sender<()>,
-        task: tokio::task::JoinHandle<std::io::Result<()>>,
-    }
-
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let files = super::super::keygen::write_key_pair(dir.path(), 2048, false).unwrap();
-        let receiver = load_receiver(&[&files.private], Some(SECRET)).unwrap();
-        let key = PrivateKey::parse(&std::fs::read_to_string(&files.private).unwrap()).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let captured = Captured::default();
-        let output: Output = Arc::new(Mutex::new(captured.clone()));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(serve(listener, receiver, output, async {
-            let _ = stopped.await;
-        }));
-        Server {
-            address,
-            captured,
-            key,
-            stop,
-            task,
-        }
-    }
-
-    /// A minimal HTTP/1.1 exchange, to test the server as any client sees it.
-    async fn request(
-        address: SocketAddr,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) -> (u16, String) {
-        let mut stream = TcpStream::connect(address).await.unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        let response = String::from_utf8(response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
-    fn signed(
-        key: &PrivateKey,
-        id: &str,
-        content_type: &str,
-    ) -> (Vec<(&'static str, String)>, Vec<u8>) {
-        let plaintext = serde_json::json!({
-            "id": id,
-            "type": "invoice.paid",
-            "timestamp": "2026-11-28T10:00:00Z",
-            "tenant": "acme",
-            "data": {"invoice": 7},
-        });
-        let body = jwe::encrypt(
-            &key.public_key(),
-            &key.thumbprint(),
-            &serde_json::to_vec(&plaintext).unwrap(),
-        )
-        .unwrap();
-        let timestamp = unix_seconds(SystemTime::now());
-        let signature = SigningSecret::parse(SECRET)
-            .unwrap()
-            .sign(id, timestamp, &body);
-        let headers = vec![
-            ("webhook-id", id.to_owned()),
-            ("webhook-timestamp", timestamp.to_string()),
-            ("webhook-signature", signature),
-            ("content-type", content_type.to_owned()),
-        ];
-        (headers, body)
-    }
-
-    #[tokio::test]
-    async fn prints_one_line_per_accepted_delivery_and_refuses_the_rest() {
-        let server = start().await;
-        let (headers, body) = signed(&server.key, "evt_1", jwe::CONTENT_TYPE);
-
-        let (status, _) = request(server.address, "POST", "/any/path", &headers, &body).await;
-        assert_eq!(status, 200);
-        let lines = server.captured.lines();
-        assert_eq!(lines.len(), 1);
-        assert_eq!(
-            lines[0],
-            serde_json::json!({
-                "webhook_id": "evt_1",
-                "type": "invoice.paid",
-                "tenant": "acme",
-                "timestamp": "2026-11-28T10:00:00Z",
-                "data": {"invoice": 7},
-                "kid": server.key.thumbprint(),
+    /// The receiver for key files given as plain paths, as `--private-key
+    /// FILE` gives them.
+    fn load_paths(paths: &[&Path], secret: Option<&str>) -> Result<Receiver> {
+        let keys: Vec<PrivateKeyArg> = paths
+            .iter()
+            .map(|path| PrivateKeyArg {
+                kid: None,
+                path: path.to_path_buf(),
             })
-        );
-
-        // A tampered body: 401 with a short reason, nothing printed.
-        let mut tampered = body.clone();
-        let middle = tampered.len() / 2;
-        tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
-        let (status, reason) = request(server.address, "POST", "/", &headers, &tampered).await;
-        assert_eq!(status, 401);
-        assert!(reason.contains("signature"), "{reason}");
-
-        // Signed, but announced as plain JSON: 400.
-        let (headers, body) = signed(&server.key, "evt_2", "application/json");
-        let (status, _) = request(server.address, "POST", "/", &headers, &body).await;
-        assert_eq!(status, 400);
-
-        let (status, _) = request(server.address, "GET", "/", &[], b"").await;
-        assert_eq!(status, 405);
-
-        assert_eq!(server.captured.lines().len(), 1);
-
-        server.stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), server.task)
-            .await
-            .expect("the server stops when asked")
-            .unwrap()
-            .unwrap();
+            .collect();
+        load_receiver(&keys, secret)
     }
 
     #[tokio::test]
@@ -441,7 +117,7 @@ mod tests {
         let arg: PrivateKeyArg = format!("2026-11={}", files.private.display())
             .parse()
             .unwrap();
-        let receiver = load_receiver_with_key_ids(&[arg], Some(SECRET)).unwrap();
+        let receiver = load_receiver(&[arg], Some(SECRET)).unwrap();
         assert_eq!(receiver.keys.kids().collect::<Vec<_>>(), ["2026-11"]);
 
         let plaintext = serde_json::json!({
@@ -474,7 +150,7 @@ mod tests {
     fn refuses_unreadable_or_invalid_keys_and_secrets_naming_them() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = load_receiver(&[&missing], None).unwrap_err();
+        let err = load_paths(&[&missing], None).unwrap_err();
         assert!(format!("{err:#}").contains("missing.pem"), "{err:#}");
 
         let public = dir.path().join("public.pem");
@@ -486,7 +162,7 @@ mod tests {
                 .to_spki_pem(),
         )
         .unwrap();
-        let err = load_receiver(&[&public], None).unwrap_err();
+        let err = load_paths(&[&public], None).unwrap_err();
         let message = format!("{err:#}");
         assert!(
             message.contains("public.pem") && message.contains("PRIVATE KEY"),
@@ -495,7 +171,7 @@ mod tests {
 
         let files =
             super::super::keygen::write_key_pair(&dir.path().join("k"), 2048, false).unwrap();
-        let err = load_receiver(&[&files.private], Some("secret")).unwrap_err();
+        let err = load_paths(&[&files.private], Some("secret")).unwrap_err();
         assert!(format!("{err:#}").contains("--signing-secret"), "{err:#}");
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::delivery::dead_letter::DlqReason;
 use crate::delivery::reconnect::ReconnectBackoff;
 use crate::delivery::runner::{self, ReplicaState, Topics};
 use crate::kafka::admin::Admin;
@@ -30,17 +31,19 @@ use crate::telemetry::metrics;
 use crate::telemetry::server::{self, Endpoints};
 use crate::topology::{Topology, verify_ready};
 
-/// Exit code of a second signal during the drain (128 + SIGINT, as shells
-/// report an interrupted program).
-const EXIT_INTERRUPTED: u8 = 130;
-
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
     let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
     let admin = Admin::new(&config.kafka)?;
     let state = ReplicaState::default();
     let stop_telemetry = CancellationToken::new();
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    // A second signal exits at once; offsets not yet committed are
+    // delivered again later.
+    super::signals::cancel_on_signal(
+        shutdown.clone(),
+        "the replica",
+        "shutdown requested; draining (signal again to exit at once)",
+    );
 
     // Opened early only when the cluster must be waited for, so that a
     // replica refused for missing topics never binds the port.
@@ -114,7 +117,7 @@ async fn serve_telemetry(
     state: &ReplicaState,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let handle = metrics::install()?;
+    let handle = metrics::install(&DlqReason::ALL.map(DlqReason::as_str))?;
     let listener = tokio::net::TcpListener::bind(config.telemetry.listen)
         .await
         .with_context(|| {
@@ -150,18 +153,4 @@ pub(super) fn topics(topology: &Topology) -> Topics {
         tenants: topology.tenants.name.clone(),
         dlq: topology.dlq.name.clone(),
     }
-}
-
-/// The first SIGTERM or SIGINT starts the drain; the second ends the
-/// process at once (offsets not yet committed are delivered again later).
-async fn watch_signals(shutdown: CancellationToken) {
-    let Some(mut signals) = super::Signals::install("the replica") else {
-        return;
-    };
-    signals.next().await;
-    tracing::info!("shutdown requested; draining (signal again to exit at once)");
-    shutdown.cancel();
-    signals.next().await;
-    tracing::warn!("second signal; exiting without draining");
-    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }

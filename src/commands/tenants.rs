@@ -14,9 +14,9 @@ use crate::cli::{TenantPutArgs, TenantsCommand};
 use crate::config::Config;
 use crate::crypto::SigningSecret;
 use crate::kafka::producer::AckedProducer;
-use crate::kafka::table_reader::TableReader;
+use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader};
 use crate::tenants::pattern::Pattern;
-use crate::tenants::sync::{self, CONNECT_TIMEOUT};
+use crate::tenants::sync;
 use crate::tenants::{RateLimit, Tenant, TenantEntry, TenantRecord, TenantTable};
 
 /// How long a write may wait for the broker's acknowledgement.

@@ -17,6 +17,7 @@ use url::Url;
 
 use super::destination::{BlockedRange, Destination, classify, host_ip};
 use super::retry::{AttemptOutcome, parse_retry_after};
+use crate::error::error_chain;
 
 /// The most of a response body that is read (and then discarded): enough
 /// for keep-alive to work with small bodies, bounded against endpoints that
@@ -145,18 +146,6 @@ fn classify_error(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
             error: error_chain(error),
         }
     }
-}
-
-/// The error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Resolves with the system resolver and keeps only addresses the guard

@@ -28,8 +28,8 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use crate::config::DeliveryConfig;
+use crate::delivery::dead_letter::DlqReason;
 use crate::delivery::destination::BlockedRange;
-use crate::delivery::dlq::DlqReason;
 
 /// What one delivery attempt produced, as far as the retry decision cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

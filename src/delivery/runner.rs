@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::dead_letters::DeadLetterWriter;
+use super::dead_letter::writer::DeadLetterWriter;
 use super::http::WebhookClient;
 use super::reconnect::ReconnectBackoff;
 use super::retry::RetryPolicy;
@@ -25,13 +25,10 @@ use crate::config::Config;
 use crate::events::EventDecoder;
 use crate::kafka::group::{BrokerProbe, GroupConsumer, GroupEvent};
 use crate::kafka::producer::AckedProducer;
-use crate::kafka::table_reader::{TableReader, TableReaderError};
+use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader, TableReaderError};
 use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::TenantTable;
 use crate::tenants::sync;
-
-/// How long start-up waits for the cluster to answer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a running replica checks that the cluster answers.
 const BROKER_PROBE_INTERVAL: Duration = Duration::from_secs(2);

@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::dead_letters::{Abandoned, DeadLetterWriter};
-use super::dlq::{DeadLetter, DlqReason};
+use super::dead_letter::writer::{Abandoned, DeadLetterWriter};
+use super::dead_letter::{DeadLetter, DecodeErrorExt as _, DlqReason};
 use super::http::{WebhookClient, WebhookRequest};
 use super::progress::PartitionProgress;
 use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};

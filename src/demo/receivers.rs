@@ -1,8 +1,8 @@
-//! The tenants' endpoints: one `hookline receive` endpoint per tenant on
-//! 127.0.0.1 (port 0), each verifying and decrypting with that tenant's
-//! secret and private key, and counting what it saw. Counting on the
-//! receivers' side means the demo needs no metrics to report deliveries
-//! and retries.
+//! The tenants' endpoints: one per tenant on 127.0.0.1 (port 0), each the
+//! [`crate::receiver::server`] that `hookline receive` serves, verifying and
+//! decrypting with that tenant's secret and private key, and counting what
+//! it saw. Counting on the receivers' side means the demo needs no metrics
+//! to report deliveries and retries.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::receive::{self, Output};
 use crate::receiver::Receiver;
+use crate::receiver::server::{self, Output};
 
 /// What one tenant's endpoint has seen so far.
 #[derive(Default)]
@@ -75,7 +75,7 @@ impl Endpoints {
             failures_left: AtomicU32::new(failures),
             counts: counts.clone(),
         });
-        let app = receive::router(receiver, output).layer(from_fn_with_state(gate, gate_request));
+        let app = server::router(receiver, output).layer(from_fn_with_state(gate, gate_request));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let stop = self.stop.clone();

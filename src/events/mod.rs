@@ -2,8 +2,10 @@
 //! (DESIGN §5), and the plaintext a webhook encrypts (DESIGN §6).
 //!
 //! Decoding is pure: it takes the parts of a record, not a consumer
-//! message, and either yields an event or an [`EventError`] that says which
-//! dead-letter reason applies. Checks run cheapest and most decisive first:
+//! message, and either yields an event or an [`EventError`] that says what
+//! is wrong with the record. Decoding knows nothing of the dead-letter
+//! topic: `delivery::dead_letter` decides which reason each error is.
+//! Checks run cheapest and most decisive first:
 //! the value's size (before any parsing, so an oversized value costs
 //! nothing), the key, the value's wire format, then the JSON document.
 //!
@@ -21,6 +23,7 @@
 mod avro;
 mod id;
 mod json;
+pub mod timestamp;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -31,8 +34,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::SchemaRegistryConfig;
-use crate::delivery::dlq::{DlqReason, format_rfc3339_millis};
 use crate::schema_registry::{RegistryError, SchemaRegistry};
+use timestamp::format_rfc3339_millis;
 
 pub use avro::{AvroDecoder, AvroJsonError};
 pub use id::{MAX_PRODUCER_ID_BYTES, derived_id, webhook_id};
@@ -52,8 +55,7 @@ pub struct RecordParts<'a> {
     pub offset: i64,
 }
 
-/// Why a record is not a deliverable event. Every variant maps to a
-/// dead-letter reason through [`EventError::dlq_reason`].
+/// Why a record is not a deliverable event.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("value is {size} bytes, above delivery.max_payload_bytes ({limit} bytes)")]
@@ -124,16 +126,6 @@ pub enum EventError {
     NoTimestamp,
 }
 
-impl EventError {
-    /// The `dlq.reason` of a record that failed to decode this way.
-    pub fn dlq_reason(&self) -> DlqReason {
-        match self {
-            EventError::PayloadTooLarge { .. } => DlqReason::PayloadTooLarge,
-            _ => DlqReason::InvalidEvent,
-        }
-    }
-}
-
 /// Why [`EventDecoder::decode_async`] produced no event: either the record
 /// is not a deliverable event (dead-letter it), or the schema registry could
 /// not be asked about its schema (keep the record and try again later).
@@ -157,15 +149,6 @@ impl DecodeError {
     /// asked. The caller must neither dead-letter nor skip the record.
     pub fn is_transient(&self) -> bool {
         matches!(self, DecodeError::RegistryUnavailable { .. })
-    }
-
-    /// The `dlq.reason` of a record that failed this way, or `None` when it
-    /// must not be dead-lettered.
-    pub fn dlq_reason(&self) -> Option<DlqReason> {
-        match self {
-            DecodeError::Invalid(e) => Some(e.dlq_reason()),
-            DecodeError::RegistryUnavailable { .. } => None,
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::delivery::dlq::error_chain;
+use crate::error::error_chain;
 use proptest::prelude::*;
 
 const LIMIT: usize = 1 << 20;
@@ -29,16 +29,18 @@ fn decoded(value: &str) -> Event {
     decode(value).unwrap_or_else(|e| panic!("{value}: {}", error_chain(&e)))
 }
 
-/// Asserts that decoding fails as `invalid_event` and returns the error text.
+/// Asserts that decoding refuses the value for what it holds (not for its
+/// size, which is the one refusal that is not `invalid_event`) and returns
+/// the error text.
 fn invalid(value: &str) -> String {
     invalid_record(&record(Some(b"acme"), Some(value.as_bytes())))
 }
 
 fn invalid_record(record: &RecordParts<'_>) -> String {
     match decode_with(record) {
-        Ok(event) => panic!("expected invalid_event, decoded {event:?}"),
+        Ok(event) => panic!("expected a refusal, decoded {event:?}"),
         Err(e) => {
-            assert_eq!(e.dlq_reason(), DlqReason::InvalidEvent, "{e:?}");
+            assert!(!matches!(e, EventError::PayloadTooLarge { .. }), "{e:?}");
             error_chain(&e)
         }
     }
@@ -248,7 +250,16 @@ fn oversized_value_is_payload_too_large_before_anything_else() {
     // No key and no JSON either: size is checked first, without parsing.
     let parts = record(None, Some(&value));
     let error = EventDecoder::Json.decode(&parts, 100).unwrap_err();
-    assert_eq!(error.dlq_reason(), DlqReason::PayloadTooLarge);
+    assert!(
+        matches!(
+            error,
+            EventError::PayloadTooLarge {
+                size: 101,
+                limit: 100
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(
         error.to_string(),
         "value is 101 bytes, above delivery.max_payload_bytes (100 bytes)"
@@ -498,9 +509,11 @@ proptest! {
                 prop_assert!(!event.id.contains('.'));
                 prop_assert!(serde_json::from_slice::<serde_json::Value>(&event.plaintext()).is_ok());
             }
+            // Only the size makes a refusal `payload_too_large`; every
+            // other one is `invalid_event`.
             Err(e) => {
-                let reason = e.dlq_reason();
-                prop_assert!(reason == DlqReason::InvalidEvent || reason == DlqReason::PayloadTooLarge);
+                let too_large = value.as_ref().is_some_and(|v| v.len() > 128);
+                prop_assert_eq!(matches!(e, EventError::PayloadTooLarge { .. }), too_large, "{:?}", e);
             }
         }
     }
@@ -548,7 +561,7 @@ proptest! {
                 prop_assert!(!event.id.contains('.'));
                 prop_assert!(serde_json::from_slice::<serde_json::Value>(&event.plaintext()).is_ok());
             }
-            Err(e) => prop_assert_eq!(e.dlq_reason(), DlqReason::InvalidEvent),
+            Err(e) => prop_assert!(!matches!(e, EventError::PayloadTooLarge { .. }), "{:?}", e),
         }
     }
 }

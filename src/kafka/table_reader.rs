@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 
+/// How long [`TableReader::connect`] waits for the cluster to answer the
+/// metadata request when its callers start up: a replica restoring the
+/// tenant table, the tenant API, and the `tenants` commands.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long to wait for a record before checking positions again; a
 /// partition whose tail is only transaction markers delivers nothing, so the
 /// restore must not wait for a record to notice it is done.

@@ -2,8 +2,9 @@
 //! verify the Standard Webhooks signature and timestamp, and only then
 //! decrypt the JWE body and check the payload against the headers.
 //!
-//! [`Receiver::receive`] is a pure function of the request and the clock; the
-//! `hookline receive` command wraps it in an HTTP server.
+//! [`Receiver::receive`] is a pure function of the request and the clock;
+//! [`server`] wraps it in an HTTP endpoint, which `hookline receive` serves
+//! and the demo embeds.
 //!
 //! ```no_run
 //! use std::time::SystemTime;
@@ -30,6 +31,8 @@
 //! # }
 //! ```
 
+pub mod server;
+
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::jwe::{self, JweError};
 use crate::crypto::signature::DEFAULT_TOLERANCE;
 use crate::crypto::{KeyRing, SigningSecret, VerifyError};
+use crate::error::error_chain;
 
 /// The header carrying the stable message id.
 pub const HEADER_ID: &str = "webhook-id";
@@ -162,14 +166,7 @@ impl Rejection {
 
     /// The error and its causes on one line, as a short response body.
     pub fn reason(&self) -> String {
-        let mut reason = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        reason
+        error_chain(self)
     }
 }
 

@@ -7,6 +7,11 @@
 //! `AttemptOutcome::result_label`, `DlqReason::as_str`) or partition numbers;
 //! a `tenant` label is added only when `telemetry.tenant_labels` is on, and
 //! only for tenants present in the tenant table.
+//!
+//! As Prometheus advises, every counter whose label values are known in
+//! advance exists from the start at 0, so that `rate()` and an alert on one
+//! dead-letter reason work before the first such event. Series with a
+//! `tenant` label are not created ahead: tenants come and go without bound.
 
 use std::fmt;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -65,19 +70,38 @@ const END_TO_END_BUCKETS: &[f64] = &[
 pub struct MetricsError(#[source] BuildError);
 
 /// Installs the process-wide Prometheus recorder and returns the handle that
-/// renders it. A second call returns the first handle: the `metrics` facade
-/// has one global recorder per process, and tests start several replicas in
-/// one process.
-pub fn install() -> Result<PrometheusHandle, MetricsError> {
+/// renders it, with the delivery counters at 0 (see `start_counters_at_zero`).
+/// A second call returns the first handle: the `metrics` facade has one
+/// global recorder per process, and tests start several replicas in one
+/// process.
+///
+/// `dead_letter_reasons` are the values of the `reason` label of
+/// [`DEAD_LETTERS_TOTAL`]: the caller passes `DlqReason::ALL`, because
+/// telemetry knows no delivery types, and so a reason added there is
+/// exported here without a change.
+pub fn install(dead_letter_reasons: &[&'static str]) -> Result<PrometheusHandle, MetricsError> {
     // The handle is the only global: the facade's recorder is global by
     // design. Installing holds a lock, so that concurrent first calls (tests
     // run in parallel) all get the one recorder instead of racing to
     // install it and failing.
     static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
     let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(handle) = slot.as_ref() {
-        return Ok(handle.clone());
-    }
+    let handle = match slot.as_ref() {
+        Some(handle) => handle.clone(),
+        None => {
+            let handle = build_and_install()?;
+            *slot = Some(handle.clone());
+            handle
+        }
+    };
+    // On every call, not only the first: creating a series that exists
+    // leaves its value alone, and a later caller's reasons count as much as
+    // the first one's.
+    start_counters_at_zero(dead_letter_reasons);
+    Ok(handle)
+}
+
+fn build_and_install() -> Result<PrometheusHandle, MetricsError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(DELIVERY_ATTEMPT_DURATION_SECONDS.to_string()),
@@ -98,8 +122,26 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
     gauge!(PARTITIONS_ASSIGNED).set(0.0);
     gauge!(PARTITIONS_BACKING_OFF).set(0.0);
     describe_scheduling();
-    *slot = Some(handle.clone());
     Ok(handle)
+}
+
+/// Creates every tenant-less series of the three delivery counters, at 0
+/// unless it already counts something: [`DELIVERIES_TOTAL`] per
+/// [`OUTCOME_LABELS`], [`DELIVERY_ATTEMPTS_TOTAL`] per [`RESULT_LABELS`] and
+/// [`DEAD_LETTERS_TOTAL`] per `dead_letter_reasons`. Without an installed
+/// recorder this does nothing.
+fn start_counters_at_zero(dead_letter_reasons: &[&'static str]) {
+    // Looking a counter up creates its series; adding 0 leaves the value of
+    // one that already counts something as it is.
+    for &outcome in &OUTCOME_LABELS {
+        counter!(DELIVERIES_TOTAL, "outcome" => outcome).increment(0);
+    }
+    for &result in &RESULT_LABELS {
+        counter!(DELIVERY_ATTEMPTS_TOTAL, "result" => result).increment(0);
+    }
+    for &reason in dead_letter_reasons {
+        counter!(DEAD_LETTERS_TOTAL, "reason" => reason).increment(0);
+    }
 }
 
 fn describe() {
@@ -348,7 +390,7 @@ mod tests {
     /// tenant names are unique to this test: the recorder is global.
     #[test]
     fn tenant_label_only_when_enabled() {
-        let handle = install().unwrap();
+        let handle = install(&[]).unwrap();
         DeliveryMetrics::new(false).delivery_finished("delivered", Some("unit-off"));
         DeliveryMetrics::new(true).delivery_finished("filtered", Some("unit-on"));
         DeliveryMetrics::new(true).dead_lettered("unknown_tenant", None);
@@ -373,10 +415,60 @@ mod tests {
         assert!(text.contains("hookline_partitions_assigned 0"), "{text}");
     }
 
+    /// The value of the sample `series` (name and labels, as rendered), if
+    /// it is exported.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.trim().parse().unwrap())
+    }
+
+    /// Counters with known labels are exported before anything is counted.
+    /// The recorder is global and other tests count deliveries in
+    /// parallel, so the values asserted at 0 are those of reasons only this
+    /// test names; the other series must exist.
+    #[test]
+    fn counters_with_known_labels_exist_from_the_start() {
+        let handle = install(&["unit_zero_first", "unit_zero_second"]).unwrap();
+        let text = handle.render();
+        for outcome in OUTCOME_LABELS {
+            let series = format!(r#"hookline_deliveries_total{{outcome="{outcome}"}}"#);
+            assert!(sample(&text, &series).is_some(), "{series} in:\n{text}");
+        }
+        for result in RESULT_LABELS {
+            let series = format!(r#"hookline_delivery_attempts_total{{result="{result}"}}"#);
+            assert!(sample(&text, &series).is_some(), "{series} in:\n{text}");
+        }
+        for reason in ["unit_zero_first", "unit_zero_second"] {
+            let series = format!(r#"hookline_dead_letters_total{{reason="{reason}"}}"#);
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in:\n{text}");
+        }
+
+        // Installing again neither resets a series nor forgets a reason.
+        DeliveryMetrics::new(false).dead_lettered("unit_zero_first", None);
+        let text = install(&["unit_zero_third"]).unwrap().render();
+        let series = |reason: &str| format!(r#"hookline_dead_letters_total{{reason="{reason}"}}"#);
+        assert_eq!(
+            sample(&text, &series("unit_zero_first")),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &series("unit_zero_second")),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &series("unit_zero_third")),
+            Some(0.0),
+            "{text}"
+        );
+    }
+
     #[test]
     fn install_twice_returns_the_same_recorder() {
-        let first = install().unwrap();
-        let second = install().unwrap();
+        let first = install(&[]).unwrap();
+        let second = install(&[]).unwrap();
         consumer_lag(9_999, 7);
         assert!(
             first

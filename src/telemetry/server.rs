@@ -107,7 +107,7 @@ mod tests {
         let ready = Arc::new(AtomicBool::new(false));
         let refreshed = Arc::new(AtomicUsize::new(0));
         let endpoints = Endpoints {
-            metrics: crate::telemetry::metrics::install().unwrap(),
+            metrics: crate::telemetry::metrics::install(&[]).unwrap(),
             ready: {
                 let ready = ready.clone();
                 Arc::new(move || ready.load(Ordering::Relaxed))

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -156,9 +155,6 @@ fn validate(records: &Receiver<Raw>) -> Latest {
     }
     latest
 }
-
-/// How long start-up waits for the cluster to answer before giving up.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

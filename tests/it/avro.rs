@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hookline::delivery::dlq::DlqReason;
+use hookline::delivery::dead_letter::{DecodeErrorExt as _, DlqReason};
 use hookline::events::{DecodeError, Event, EventDecoder, EventError, RecordParts};
 use hookline::schema_registry::{
     EVENT_SCHEMA, RegistryError, SchemaRegistry, find_event_schema, register_event_schema,
@@ -346,7 +346,7 @@ async fn corrupt_avro_and_unknown_schema_ids_are_invalid_events() {
         let error = decode(&decoder, &topic, record).await.unwrap_err();
         assert!(!error.is_transient(), "{name}: {error:?}");
         assert_eq!(error.dlq_reason(), Some(DlqReason::InvalidEvent), "{name}");
-        let chain = hookline::delivery::dlq::error_chain(&error);
+        let chain = hookline::error::error_chain(&error);
         assert!(chain.contains(expected), "{name}: {chain}");
     }
 }

@@ -255,3 +255,55 @@ async fn send_produces_an_event_that_a_replica_delivers() {
     assert_eq!(delivery.event_type, "order.created");
     assert_eq!(delivery.data, serde_json::json!({"order": 42}));
 }
+
+/// The signal handling that `run`, `api` and `receive` share, seen on
+/// `receive`, which needs no broker: the first SIGINT waits for the request
+/// in flight, a second one ends the process at once with exit code 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_a_graceful_stop_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (code, _, stderr) = output(
+        hookline("127.0.0.1:1"),
+        &["keygen", "--out", keys.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut receive = hookline("127.0.0.1:1");
+    receive.args([
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--private-key",
+        keys.join("private.pem").to_str().unwrap(),
+    ]);
+    let mut receiver = Spawned::start(receive);
+    let address = receiver
+        .address_after("listening on ", Duration::from_secs(30))
+        .await;
+
+    // A request whose body never arrives in full stays in flight, which
+    // holds the graceful stop.
+    let mut request = tokio::net::TcpStream::connect(address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut request,
+        b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\npartial",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    receiver.signal("INT");
+    receiver
+        .wait_for_log("signal again to exit at once", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.exited().is_none(),
+        "stopped with a request in flight:\n{}",
+        receiver.stderr()
+    );
+    receiver.signal("INT");
+    let status = receiver.wait(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(130), "{}", receiver.stderr());
+    drop(request);
+}

@@ -304,15 +304,9 @@ async fn spawn_receive(
         .arg(format!("{kid}={}", path.display()))
         .env("HOOKLINE_SIGNING_SECRET", secret.to_whsec().expose_secret());
     let process = Spawned::start(command);
-    process
-        .wait_for_log("listening on", Duration::from_secs(30))
+    let address = process
+        .address_after("listening on ", Duration::from_secs(30))
         .await;
-    let stderr = process.stderr();
-    let address = stderr
-        .lines()
-        .find_map(|l| l.split("listening on ").nth(1))
-        .and_then(|a| a.trim().parse().ok())
-        .expect("the receiver prints its address");
     (process, address)
 }
 

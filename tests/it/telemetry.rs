@@ -17,7 +17,9 @@ use axum::http::StatusCode;
 use secrecy::ExposeSecret;
 
 use crate::support::process::Spawned;
+use hookline::delivery::dead_letter::DlqReason;
 use hookline::delivery::runner::Topics;
+use hookline::telemetry::metrics::{OUTCOME_LABELS, RESULT_LABELS};
 
 use crate::support::replica::{TestTenant, create_topics, write_topology};
 use crate::support::{Broker, Receiver, hookline};
@@ -77,6 +79,19 @@ fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Polls `/readyz` until it says 200, or fails after 30 s.
+async fn wait_until_ready(addr: SocketAddr, replica: &Spawned) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(addr, "/readyz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            replica.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Scrapes until `done` holds for the text, or fails after `timeout`.
@@ -205,6 +220,62 @@ async fn metrics_count_deliveries_dead_letters_and_attempts() {
     assert!(!replica.stderr().contains('\x1b'), "{}", replica.stderr());
 }
 
+/// Every counter whose labels are known in advance is exported at 0 by a
+/// replica that has delivered nothing yet, so that `rate()` and an alert on
+/// one dead-letter reason work before the first such event. (A scrape of a
+/// replica that had not dead-lettered anything once lacked the series.) With
+/// tenant labels on, only the tenant-less series are created ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_with_known_labels_are_exported_at_zero_from_the_start() {
+    let broker = Broker::new("tm-zero");
+    let dir = tempfile::tempdir().unwrap();
+    let (topics, topology) = setup(&broker, dir.path(), 1).await;
+    let tenant = TestTenant::new("known");
+    tenant
+        .register(
+            &broker,
+            &topics,
+            &tenant.record("http://127.0.0.1:9/unused"),
+        )
+        .await;
+    let mut command = run_command(&broker, &topology);
+    command.env("HOOKLINE__TELEMETRY__TENANT_LABELS", "true");
+    let replica = Spawned::start(command);
+    let addr = telemetry_addr(&replica).await;
+
+    let mut series: Vec<String> = OUTCOME_LABELS
+        .iter()
+        .map(|outcome| format!(r#"hookline_deliveries_total{{outcome="{outcome}"}}"#))
+        .collect();
+    series.extend(
+        RESULT_LABELS
+            .iter()
+            .map(|result| format!(r#"hookline_delivery_attempts_total{{result="{result}"}}"#)),
+    );
+    series.extend(
+        DlqReason::ALL
+            .iter()
+            .map(|reason| format!(r#"hookline_dead_letters_total{{reason="{reason}"}}"#)),
+    );
+    let all_at_zero = |text: &str| {
+        for series in &series {
+            assert!(
+                text.lines().any(|line| line == format!("{series} 0")),
+                "{series} is not exported at 0:\n{text}"
+            );
+        }
+        // The tenant in the table gets no series of its own ahead.
+        assert!(!text.contains("tenant="), "{text}");
+    };
+    // At once, while the replica may still be restoring its tenant table,
+    // and again once it is ready.
+    let (status, text) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    all_at_zero(&text);
+    wait_until_ready(addr, &replica).await;
+    all_at_zero(&get(addr, "/metrics").await.1);
+}
+
 /// A receiver that answers 200 after holding each request for `hold`, and
 /// counts the requests it has started to answer.
 async fn holding_receiver(hold: Duration) -> (String, Arc<AtomicUsize>) {
@@ -253,15 +324,7 @@ async fn readyz_is_503_until_restored_and_joined_and_again_while_draining() {
         "ready before the restore"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(addr, "/readyz").await.0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            replica.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(addr, &replica).await;
     assert!(replica.stderr().contains("tenant table restored"));
 
     // One delivery in flight, held by the receiver; then SIGTERM.

@@ -16,6 +16,9 @@
 //! that destroys it; librdkafka copies a request's arguments and options
 //! when the request is submitted, so the guards may drop right after.
 
+// The one module allowed unsafe code: librdkafka's admin API is C, reached through FFI.
+#![allow(unsafe_code)]
+
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::ptr::NonNull;
 use std::time::Duration;

@@ -72,14 +72,19 @@ impl Spawned {
 
     /// Waits for the "telemetry listening on ADDR" line and returns ADDR.
     pub async fn telemetry_addr(&self, timeout: Duration) -> std::net::SocketAddr {
-        const NEEDLE: &str = "telemetry listening on ";
-        self.wait_for_log(NEEDLE, timeout).await;
+        self.address_after("telemetry listening on ", timeout).await
+    }
+
+    /// Waits for a stderr line with `needle` followed by an address, as
+    /// servers bound to port 0 log it, and returns the address.
+    pub async fn address_after(&self, needle: &str, timeout: Duration) -> std::net::SocketAddr {
+        self.wait_for_log(needle, timeout).await;
         let stderr = self.stderr();
         let line = stderr
             .lines()
-            .find(|l| l.contains(NEEDLE))
+            .find(|l| l.contains(needle))
             .expect("the line just seen");
-        let rest = &line[line.find(NEEDLE).expect("the needle just seen") + NEEDLE.len()..];
+        let rest = &line[line.find(needle).expect("the needle just seen") + needle.len()..];
         let addr = rest
             .split(|c: char| c.is_whitespace() || c == '"')
             .next()

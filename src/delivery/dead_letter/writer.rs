@@ -1,4 +1,4 @@
-//! Writing dead letters: the original key, value and headers plus the
+//! Writing dead letters, the I/O half of [`super`]: the original key, value and headers plus the
 //! `dlq.*` headers, acknowledged by the broker before the source offset may
 //! be stored. A failing write is retried until it succeeds or the partition
 //! is taken away; it is never skipped.
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::dlq::DeadLetter;
+use super::DeadLetter;
 use crate::kafka::group::Record;
 use crate::kafka::producer::{AckedProducer, ProduceError};
 

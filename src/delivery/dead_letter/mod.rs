@@ -1,17 +1,18 @@
 //! Dead-letter records: why an event was dead-lettered and the headers that
 //! say so (DESIGN §7).
 //!
-//! This module is pure: it names the reasons and renders the headers. The
-//! producer that writes the record (original key, value and headers, plus
-//! these) lives with the Kafka code.
+//! This module is pure: it names the reasons and renders the headers.
+//! [`writer`] is the I/O: it writes the record (original key, value and
+//! headers, plus these) to the dead-letter topic through `kafka::producer`.
+
+pub mod writer;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use time::OffsetDateTime;
-use time::format_description::BorrowedFormatItem;
-use time::macros::format_description;
+use crate::events::timestamp::format_system_time;
+use crate::events::{DecodeError, EventError};
 
 /// Header names that hookline adds to a dead-letter record. They are part of
 /// the contract: replay tooling and operators' consumers read them.
@@ -109,6 +110,37 @@ impl FromStr for DlqReason {
             .into_iter()
             .find(|reason| reason.as_str() == s)
             .ok_or_else(|| UnknownDlqReason(s.to_owned()))
+    }
+}
+
+/// The reason of a record that is not a deliverable event. Decoding says
+/// what is wrong with the record; which `dlq.reason` that is, is decided
+/// here: a value over `delivery.max_payload_bytes` is `payload_too_large`,
+/// anything else `invalid_event`.
+impl From<&EventError> for DlqReason {
+    fn from(error: &EventError) -> Self {
+        match error {
+            EventError::PayloadTooLarge { .. } => DlqReason::PayloadTooLarge,
+            _ => DlqReason::InvalidEvent,
+        }
+    }
+}
+
+/// The dead-letter side of [`DecodeError`], as a method so that callers
+/// read `error.dlq_reason()`.
+pub trait DecodeErrorExt {
+    /// The `dlq.reason` of a record that failed to decode this way, or
+    /// `None` when it must not be dead-lettered: the schema registry could
+    /// not be asked, and the record waits until it can.
+    fn dlq_reason(&self) -> Option<DlqReason>;
+}
+
+impl DecodeErrorExt for DecodeError {
+    fn dlq_reason(&self) -> Option<DlqReason> {
+        match self {
+            DecodeError::Invalid(e) => Some(DlqReason::from(e)),
+            DecodeError::RegistryUnavailable { .. } => None,
+        }
     }
 }
 
@@ -212,21 +244,6 @@ impl DeadLetter {
     }
 }
 
-/// Renders an error and its `source()` chain as one line, `outer: inner:
-/// innermost`, the way `anyhow` prints `{:#}`. Error enums keep their cause
-/// as a source rather than repeating it in their message, so the chain is
-/// what tells an operator what actually went wrong.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 /// `text` on one line and at most `max_bytes` long: every control character
 /// (newlines included) becomes a space, and a text that is too long is cut
 /// on a character boundary and ends with `…` (the ellipsis counts against the
@@ -251,46 +268,11 @@ pub fn bounded_single_line(text: &str, max_bytes: usize) -> String {
     bounded
 }
 
-/// RFC 3339 in UTC with exactly three fractional digits, e.g.
-/// `2026-11-28T10:00:00.000Z`. The fixed width keeps the strings sortable as
-/// text, which trimmed fractions (`…00Z` after `…00.5Z`) would not be.
-const RFC3339_UTC_MILLIS: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-
-/// A `SystemTime` as RFC 3339 (see [`format_rfc3339_millis`]), or `None`
-/// for an instant beyond year 9999, which `time` cannot represent; the
-/// header is then left out rather than the process brought down by a
-/// broken clock.
-fn format_system_time(instant: SystemTime) -> Option<String> {
-    let nanos = match instant.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => i128::try_from(after.as_nanos()).ok()?,
-        Err(before) => -i128::try_from(before.duration().as_nanos()).ok()?,
-    };
-    format_rfc3339_millis(OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?)
-}
-
-/// Formats an instant as RFC 3339 in UTC with millisecond precision, or
-/// `None` when its UTC date falls outside years 0000–9999: RFC 3339 cannot
-/// write those, and an instant given with an offset near either end (a
-/// producer's `9999-12-31T23:00:00-02:00`) can land there.
-pub(crate) fn format_rfc3339_millis(instant: OffsetDateTime) -> Option<String> {
-    let utc = instant.checked_to_offset(time::UtcOffset::UTC)?;
-    if utc.year() < 0 {
-        return None;
-    }
-    // `YYYY-MM-DDTHH:MM:SS.mmmZ`, written into a buffer of its final size
-    // (formatting into a fresh one grows it three times).
-    let mut formatted = Vec::with_capacity(24);
-    utc.format_into(&mut formatted, RFC3339_UTC_MILLIS)
-        // Formatting fails only for components the value lacks; an
-        // OffsetDateTime has all of them.
-        .expect("an OffsetDateTime has every component of the format");
-    Some(String::from_utf8(formatted).expect("the format writes ASCII"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{EventDecoder, RecordParts};
+    use crate::schema_registry::RegistryError;
     use proptest::prelude::*;
     use std::time::Duration;
 
@@ -298,9 +280,14 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_millis(unix_millis)
     }
 
+    /// `ALL` lists every reason once, in the order of DESIGN §7, and each
+    /// one's `dlq.reason` value is its own: they are label values and header
+    /// values that operators filter on.
     #[test]
     fn reason_strings_are_the_contract() {
         let strings: Vec<&str> = DlqReason::ALL.iter().map(|r| r.as_str()).collect();
+        let distinct: std::collections::BTreeSet<&str> = strings.iter().copied().collect();
+        assert_eq!(distinct.len(), strings.len(), "{strings:?}");
         assert_eq!(
             strings,
             [
@@ -333,6 +320,86 @@ mod tests {
         assert!(message.contains("retries_exhausted"), "{message}");
         assert!("".parse::<DlqReason>().is_err());
         assert!("rejected ".parse::<DlqReason>().is_err());
+    }
+
+    #[test]
+    fn an_oversized_value_is_payload_too_large_and_every_other_refusal_invalid_event() {
+        let oversized = EventError::PayloadTooLarge {
+            size: 101,
+            limit: 100,
+        };
+        assert_eq!(DlqReason::from(&oversized), DlqReason::PayloadTooLarge);
+        let not_utf8 = String::from_utf8(vec![0xff]).unwrap_err().utf8_error();
+        let invalid = [
+            EventError::MissingKey,
+            EventError::EmptyKey,
+            EventError::KeyNotUtf8(not_utf8),
+            EventError::MissingValue,
+            EventError::EmptyValue,
+            EventError::SchemaRegistryRequired { schema_id: 7 },
+            EventError::Schema {
+                schema_id: 7,
+                source: Box::new(RegistryError::SchemaNotFound { id: 7 }),
+            },
+            EventError::RecursiveSchema { schema_id: 7 },
+            EventError::SchemaNotLoaded { schema_id: 7 },
+            EventError::AvroTruncated { schema_id: 7 },
+            EventError::AvroTrailingBytes {
+                schema_id: 7,
+                count: 1,
+            },
+            EventError::ValueNotUtf8(not_utf8),
+            EventError::TooDeep,
+            EventError::NotAnObject,
+            EventError::EmptyType,
+            EventError::TenantMismatch,
+            EventError::NoTimestamp,
+        ];
+        for error in &invalid {
+            assert_eq!(DlqReason::from(error), DlqReason::InvalidEvent, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_decode_error_is_dead_lettered_unless_the_registry_could_not_be_asked() {
+        let oversized = DecodeError::Invalid(EventError::PayloadTooLarge {
+            size: 101,
+            limit: 100,
+        });
+        assert_eq!(oversized.dlq_reason(), Some(DlqReason::PayloadTooLarge));
+        let keyless = DecodeError::Invalid(EventError::MissingKey);
+        assert_eq!(keyless.dlq_reason(), Some(DlqReason::InvalidEvent));
+        let registry_down = DecodeError::RegistryUnavailable {
+            schema_id: 7,
+            source: Box::new(RegistryError::SchemaNotFound { id: 7 }),
+        };
+        assert_eq!(registry_down.dlq_reason(), None);
+    }
+
+    /// Every refusal of the JSON decoder has a reason, and it is
+    /// `payload_too_large` exactly when the value is over the limit: the
+    /// same property as the `event_decode` fuzz target.
+    #[test]
+    fn refusals_of_the_json_decoder_have_their_reason() {
+        let oversized = [b'x'; 129];
+        let cases = [
+            (Some("acme"), &oversized[..], DlqReason::PayloadTooLarge),
+            (None, &oversized[..], DlqReason::PayloadTooLarge),
+            (None, br#"{"type":"t","data":1}"#, DlqReason::InvalidEvent),
+            (Some("acme"), b"{not json", DlqReason::InvalidEvent),
+        ];
+        for (key, value, reason) in cases {
+            let parts = RecordParts {
+                key: key.map(str::as_bytes),
+                value: Some(value),
+                timestamp_millis: Some(0),
+                topic: "events",
+                partition: 0,
+                offset: 0,
+            };
+            let error = EventDecoder::Json.decode(&parts, 128).unwrap_err();
+            assert_eq!(DlqReason::from(&error), reason, "{error:?}");
+        }
     }
 
     #[test]
@@ -481,18 +548,6 @@ mod tests {
     }
 
     #[test]
-    fn error_chain_joins_sources() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] Inner);
-        #[derive(Debug, thiserror::Error)]
-        #[error("inner")]
-        struct Inner;
-        assert_eq!(error_chain(&Outer(Inner)), "outer: inner");
-        assert_eq!(error_chain(&Inner), "inner");
-    }
-
-    #[test]
     fn attempt_times_beyond_year_9999_are_left_out() {
         let far_future = at(0) + Duration::from_secs(400_000_000_000);
         let dead_letter = DeadLetter::new(DlqReason::RetriesExhausted, "HTTP 500", "events", 0, 0)
@@ -504,53 +559,6 @@ mod tests {
                 .iter()
                 .all(|(name, _)| *name != header::LAST_ATTEMPT_AT)
         );
-    }
-
-    #[test]
-    fn attempt_times_before_the_epoch_are_rendered() {
-        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(1_500);
-        assert_eq!(
-            format_system_time(before).as_deref(),
-            Some("1969-12-31T23:59:58.500Z")
-        );
-    }
-
-    #[test]
-    fn instants_outside_rfc3339_years_are_not_formatted() {
-        let offset = time::UtcOffset::from_hms(-2, 0, 0).unwrap();
-        let last_year = time::Date::from_calendar_date(9999, time::Month::December, 31)
-            .unwrap()
-            .with_hms(23, 0, 0)
-            .unwrap()
-            .assume_offset(offset);
-        assert_eq!(format_rfc3339_millis(last_year), None);
-        let first_year = time::Date::from_calendar_date(0, time::Month::January, 1)
-            .unwrap()
-            .midnight()
-            .assume_offset(time::UtcOffset::from_hms(1, 0, 0).unwrap());
-        assert_eq!(format_rfc3339_millis(first_year), None);
-        let year_zero = time::Date::from_calendar_date(0, time::Month::January, 1)
-            .unwrap()
-            .midnight()
-            .assume_utc();
-        assert_eq!(
-            format_rfc3339_millis(year_zero).as_deref(),
-            Some("0000-01-01T00:00:00.000Z")
-        );
-    }
-
-    #[test]
-    fn rfc3339_has_fixed_millisecond_width() {
-        let format = |instant| format_rfc3339_millis(instant).unwrap();
-        assert_eq!(
-            format(OffsetDateTime::UNIX_EPOCH),
-            "1970-01-01T00:00:00.000Z"
-        );
-        let offset =
-            OffsetDateTime::UNIX_EPOCH.to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
-        assert_eq!(format(offset), "1970-01-01T00:00:00.000Z");
-        let sub_millisecond = OffsetDateTime::UNIX_EPOCH + Duration::from_nanos(1_999_999);
-        assert_eq!(format(sub_millisecond), "1970-01-01T00:00:00.001Z");
     }
 
     proptest! {
