@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Abandoned;
 use super::commit_metadata::CommitMetadata;
 use super::scheduler::{
     Admitted, Checkpoint, Ending, Job, Key, Scheduler, Settings, SuspendedBecause, SuspensionChange,
@@ -74,8 +75,9 @@ pub trait PartitionSource: Send + Sync + 'static {
     fn store(&self, offset: i64, metadata: &str) -> Result<(), PartitionLost>;
 
     /// Commits `offset` with `metadata` now: the group's commits skip an
-    /// offset that did not move, and with it metadata that did.
-    fn commit(&self, offset: i64, metadata: &str) -> impl Future<Output = ()> + Send;
+    /// offset that did not move, and with it metadata that did. Whether the
+    /// broker took it.
+    fn commit(&self, offset: i64, metadata: &str) -> impl Future<Output = bool> + Send;
 
     /// Records between `next_offset` and the high watermark, when the
     /// broker tells in time. Blocks.
@@ -95,11 +97,6 @@ pub trait RecordProcessor<R>: Send + Sync + 'static {
     /// A tenant's least time between two events (its rate limit).
     fn spacing(&self, tenant: &[u8]) -> Option<Duration>;
 }
-
-/// The record was given up before its outcome was durable: it stays
-/// unfinished, and is delivered again by whoever owns the partition next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Abandoned;
 
 /// How the driver steers a record's task, and hears from it.
 #[derive(Debug, Clone)]
@@ -527,14 +524,15 @@ where
                     .last_metadata_commit
                     .is_none_or(|at| now.duration_since(at) >= METADATA_COMMIT_INTERVAL));
         if commit_now {
-            self.source.commit(offset, &text).await;
             self.checkpoints.last_metadata_commit = Some(now);
-            self.checkpoints.stored = Some((offset, text));
+            if self.source.commit(offset, &text).await {
+                self.checkpoints.stored = Some((offset, text));
+            }
         } else if offset_moved {
             self.checkpoints.stored = Some((offset, text));
         }
         // Otherwise the stored metadata waits for its explicit commit, and
-        // `stored` keeps the committed text so that the next tick tries again.
+        // `stored` keeps the committed text so that a later tick tries again.
         Ok(())
     }
 

@@ -18,10 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::writer::DeadLetterWriter;
 use super::http::WebhookClient;
+use super::partition;
 use super::reconnect::ReconnectBackoff;
 use super::retry::RetryPolicy;
-use super::worker::{Pipeline, run_partition};
-use crate::config::Config;
+use super::scheduler::{Lanes, Settings};
+use super::source::KafkaPartition;
+use super::worker::Pipeline;
+use crate::config::{Config, DeliveryConfig, DeliveryOrdering};
 use crate::events::EventDecoder;
 use crate::kafka::group::{BrokerProbe, GroupConsumer, GroupEvent};
 use crate::kafka::producer::AckedProducer;
@@ -175,7 +178,9 @@ pub async fn run(
         dead_letters: DeadLetterWriter::new(producer, &topics.dlq),
         max_payload_bytes: config.delivery.max_payload_bytes,
         metrics: DeliveryMetrics::new(config.telemetry.tenant_labels),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.delivery.max_in_flight)),
     });
+    let settings = scheduling(&config.delivery);
 
     let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
     tracing::info!(topic = %topics.events, group = %config.kafka.group_id, "replica started");
@@ -207,10 +212,10 @@ pub async fn run(
                         let partition = assigned.handle.partition();
                         let stop = CancellationToken::new();
                         let abort = CancellationToken::new();
-                        let task = tokio::spawn(run_partition(
+                        let task = tokio::spawn(partition::run(
+                            KafkaPartition::new(assigned.queue, assigned.handle),
                             pipeline.clone(),
-                            assigned.queue,
-                            assigned.handle,
+                            settings,
                             stop.clone(),
                             abort.clone(),
                         ));
@@ -260,6 +265,20 @@ pub async fn run(
     let _ = follower.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The scheduler's settings from `[delivery]`.
+fn scheduling(delivery: &DeliveryConfig) -> Settings {
+    Settings {
+        lanes: match delivery.ordering {
+            DeliveryOrdering::Key => Lanes::PerKey,
+            DeliveryOrdering::Partition => Lanes::PerPartition,
+        },
+        window: delivery.partition_window,
+        window_bytes: delivery.partition_window_bytes,
+        suspend_after: delivery.suspend_after,
+        probe_interval: delivery.suspension_probe_interval,
+    }
 }
 
 /// Connects to the tenants topic and restores the table, waiting with a

@@ -1,37 +1,43 @@
-//! The per-partition worker: takes records in offset order and carries each
-//! one to a durable outcome (delivered, filtered out, or dead-lettered)
-//! before it takes the next. Only then is the offset stored.
+//! Carries one record to a durable outcome: decode it, decide before each
+//! attempt ([`decision`](super::decision)), attempt with backoff, and
+//! dead-letter it when that is the outcome. The partition driver runs one
+//! such task per record it hands out; a tenant's next record is handed out
+//! only after this one finished.
 //!
-//! Two tokens steer a worker. `stop` asks it to take no new record (a
-//! graceful shutdown or revocation): an attempt already sent may finish,
-//! a backoff wait ends at once. `abort` abandons the record in flight: its
-//! offset is not stored and whoever owns the partition next delivers it
-//! again, with the same `webhook-id`.
+//! An HTTP attempt holds one of the replica's `delivery.max_in_flight`
+//! permits while it is sent and answered, and only then: a record backing
+//! off holds none, so failing tenants cannot starve the others.
+//!
+//! [`JobControl`] steers a task. `stop` (a graceful shutdown or revocation)
+//! ends a backoff wait at once and starts no new attempt, but lets an
+//! attempt in flight finish; `abort` abandons even that; `suspended` ends a
+//! backoff wait with a `tenant_suspended` dead letter. An abandoned record
+//! is not finished: whoever owns the partition next delivers it again,
+//! with the same `webhook-id`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::dead_letter::writer::{Abandoned, DeadLetterWriter};
+use super::Abandoned;
+use super::dead_letter::writer::DeadLetterWriter;
 use super::dead_letter::{DeadLetter, DecodeErrorExt as _, DlqReason};
+use super::decision::{self, Verdict};
 use super::http::{WebhookClient, WebhookRequest};
-use super::progress::PartitionProgress;
+use super::partition::{JobControl, RecordProcessor, SourceRecord};
 use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
+use super::scheduler::{Admission, Ending, Job};
 use crate::crypto::signature::unix_seconds;
 use crate::events::{Event, EventDecoder, RecordParts};
-use crate::kafka::group::{PartitionHandle, PartitionQueue, Record};
-use crate::telemetry::metrics::{self, DeliveryMetrics};
-use crate::tenants::{Tenant, TenantEntry, TenantTable};
+use crate::kafka::record::Record;
+use crate::telemetry::metrics::DeliveryMetrics;
+use crate::tenants::{TenantEntry, TenantTable};
 
-/// Backoffs at least this long pause the partition's fetching.
-const PAUSE_AFTER: Duration = Duration::from_secs(1);
-
-/// Everything the workers share: one HTTP pool, one tenant table, one
-/// dead-letter producer.
+/// Everything the record tasks share: one HTTP pool, one tenant table, one
+/// dead-letter producer, the replica's in-flight permits.
 pub struct Pipeline {
     pub table: TenantTable,
     pub client: WebhookClient,
@@ -40,6 +46,8 @@ pub struct Pipeline {
     pub dead_letters: DeadLetterWriter,
     pub max_payload_bytes: usize,
     pub metrics: DeliveryMetrics,
+    /// One permit per HTTP attempt in flight (`delivery.max_in_flight`).
+    pub in_flight: Arc<Semaphore>,
 }
 
 /// How a record ended.
@@ -60,88 +68,70 @@ impl Outcome {
             Outcome::DeadLettered(_) => "dead_lettered",
         }
     }
+
+    /// What the outcome means to the tenant's circuit breaker.
+    fn ending(self) -> Ending {
+        match self {
+            Outcome::Delivered => Ending::Delivered,
+            Outcome::DeadLettered(DlqReason::RetriesExhausted) => Ending::RetriesExhausted,
+            Outcome::Filtered | Outcome::DeadLettered(_) => Ending::Other,
+        }
+    }
 }
 
-/// How often a worker samples its partition's consumer lag.
-const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+impl SourceRecord for Record {
+    fn offset(&self) -> i64 {
+        Record::offset(self)
+    }
 
-/// Works on one partition until `stop` or `abort` is cancelled or the
-/// partition turns out to be no longer assigned.
-pub async fn run_partition(
-    pipeline: Arc<Pipeline>,
-    queue: PartitionQueue,
-    handle: PartitionHandle,
-    stop: CancellationToken,
-    abort: CancellationToken,
-) {
-    let mut progress = PartitionProgress::new();
-    let lag = LagSampler::start(handle.clone());
-    loop {
-        let record = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            record = queue.next() => record,
-        };
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                tracing::warn!(partition = handle.partition(), error = %e, "fetch error");
-                continue;
-            }
-        };
-        let (partition, offset) = (record.partition(), record.offset());
-        progress.start(offset);
-        lag.at(offset);
+    fn key(&self) -> Option<&[u8]> {
+        Record::key(self)
+    }
+
+    fn size(&self) -> usize {
+        Record::size(self)
+    }
+}
+
+impl RecordProcessor<Record> for Pipeline {
+    async fn process(
+        self: Arc<Self>,
+        job: Job<Record>,
+        control: JobControl,
+    ) -> Result<Ending, Abandoned> {
         // Identifiers only: the payload, the key and the tenant's secrets
         // never go into a span or an event.
         let span = tracing::info_span!(
             "delivery",
-            partition,
-            offset,
+            partition = job.record.partition(),
+            offset = job.offset,
             tenant = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
-        let outcome = pipeline
-            .process(&record, &handle, &stop, &abort)
-            .instrument(span)
-            .await;
-        match outcome {
-            Ok(outcome) => {
-                tracing::debug!(partition, offset, ?outcome, "done");
-                if let Some(done) = progress.finish(offset)
-                    && let Err(e) = handle.store_done(done)
-                {
-                    // Storing fails when the partition is no longer ours
-                    // (this member was thrown out of the group): stop at
-                    // once, the new owner redelivers from the last commit.
-                    tracing::warn!(partition, error = %e, "partition lost; stopping its worker");
-                    return;
-                }
-                lag.at(offset + 1);
-            }
-            Err(Abandoned) => return,
+        let outcome = self.carry(&job, &control).instrument(span).await?;
+        tracing::debug!(
+            partition = job.record.partition(),
+            offset = job.offset,
+            ?outcome,
+            "done"
+        );
+        Ok(outcome.ending())
+    }
+
+    fn spacing(&self, tenant: &[u8]) -> Option<Duration> {
+        let entry = self.table.get(std::str::from_utf8(tenant).ok()?)?;
+        match &*entry {
+            TenantEntry::Valid(tenant) => tenant.rate_limit.map(|limit| limit.interval()),
+            TenantEntry::Invalid { .. } => None,
         }
     }
 }
 
 impl Pipeline {
     /// Carries one record to its outcome.
-    async fn process(
-        &self,
-        record: &Record<'_>,
-        handle: &PartitionHandle,
-        stop: &CancellationToken,
-        abort: &CancellationToken,
-    ) -> Result<Outcome, Abandoned> {
-        let parts = RecordParts {
-            key: record.key(),
-            value: record.value(),
-            timestamp_millis: record.timestamp_ms(),
-            topic: record.topic(),
-            partition: record.partition(),
-            offset: record.offset(),
-        };
-        let event = match self.decode(&parts, handle, stop, abort).await? {
+    async fn carry(&self, job: &Job<Record>, control: &JobControl) -> Result<Outcome, Abandoned> {
+        let record = &job.record;
+        let event = match self.decode(record, control).await? {
             Ok(event) => event,
             Err((reason, error)) => {
                 let mut letter = DeadLetter::new(
@@ -154,92 +144,69 @@ impl Pipeline {
                 if let Some(tenant) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     letter = letter.with_tenant(tenant);
                 }
-                return self.dead_letter(record, letter, abort).await;
+                return self.dead_letter(record, letter, control).await;
             }
         };
         tracing::Span::current().record("tenant", event.tenant.as_str());
 
-        let mut attempt = Attempts::default();
-        let mut paused = false;
-        let result = self
-            .attempt_until_done(
-                record,
-                &event,
-                handle,
-                stop,
-                abort,
-                &mut attempt,
-                &mut paused,
-            )
-            .await;
-        if paused {
-            handle.resume();
-            metrics::backoff_ended();
-        }
-        match result? {
+        match self
+            .attempt_until_done(record, &event, job.admission, control)
+            .await?
+        {
             Ended::Outcome(outcome) => {
                 self.metrics
                     .delivery_finished(outcome.label(), Some(&event.tenant));
                 Ok(outcome)
             }
-            Ended::DeadLetter(letter) => self.dead_letter(record, letter, abort).await,
+            Ended::DeadLetter(letter) => self.dead_letter(record, letter, control).await,
         }
     }
 
-    #[allow(clippy::too_many_arguments)] // the loop's whole state, passed once
     async fn attempt_until_done(
         &self,
-        record: &Record<'_>,
+        record: &Record,
         event: &Event,
-        handle: &PartitionHandle,
-        stop: &CancellationToken,
-        abort: &CancellationToken,
-        attempts: &mut Attempts,
-        paused: &mut bool,
+        admission: Admission,
+        control: &JobControl,
     ) -> Result<Ended, Abandoned> {
         let plaintext = event.plaintext();
-        let letter = |reason: DlqReason, error: String| {
-            DeadLetter::new(
-                reason,
-                error,
-                record.topic(),
-                record.partition(),
-                record.offset(),
+        let mut attempts = Attempts::default();
+        let letter = |reason: DlqReason, error: String, attempts: &Attempts| {
+            attempts.stamp(
+                DeadLetter::new(
+                    reason,
+                    error,
+                    record.topic(),
+                    record.partition(),
+                    record.offset(),
+                )
+                .with_tenant(&event.tenant),
             )
-            .with_tenant(&event.tenant)
         };
         loop {
             // The tenant is read again before every attempt: a new record
             // (rotated key, new URL, disabled) applies from the next one.
             let entry = self.table.get(&event.tenant);
-            let tenant: &Tenant = match entry.as_deref() {
-                None => {
-                    let l = letter(
-                        DlqReason::UnknownTenant,
-                        format!("tenant `{}` does not exist", event.tenant),
-                    );
-                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
+            let tenant = match decision::decide(
+                &event.tenant,
+                entry.as_deref(),
+                &event.event_type,
+                admission,
+            ) {
+                Verdict::Deliver(tenant) => tenant,
+                Verdict::Filtered => return Ok(Ended::Outcome(Outcome::Filtered)),
+                Verdict::DeadLetter(reason, error) => {
+                    return Ok(Ended::DeadLetter(letter(reason, error, &attempts)));
                 }
-                Some(TenantEntry::Invalid { error }) => {
-                    let l = letter(
-                        DlqReason::InvalidTenant,
-                        format!("tenant record is invalid: {error}"),
-                    );
-                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
-                }
-                Some(TenantEntry::Valid(tenant)) if !tenant.enabled => {
-                    let l = letter(
-                        DlqReason::TenantDisabled,
-                        format!("tenant `{}` is disabled", event.tenant),
-                    );
-                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
-                }
-                Some(TenantEntry::Valid(tenant)) if !tenant.is_subscribed(&event.event_type) => {
-                    return Ok(Ended::Outcome(Outcome::Filtered));
-                }
-                Some(TenantEntry::Valid(tenant)) => tenant,
             };
 
+            // Nothing new starts once the partition is stopping.
+            let permit = tokio::select! {
+                biased;
+                _ = control.stop.cancelled() => return Err(Abandoned),
+                _ = control.abort.cancelled() => return Err(Abandoned),
+                permit = self.in_flight.acquire() => permit,
+            };
             let started = attempts.begin();
             tracing::Span::current().record("attempt", attempts.count);
             let clock = Instant::now();
@@ -258,7 +225,7 @@ impl Pipeline {
                         body,
                     };
                     tokio::select! {
-                        _ = abort.cancelled() => return Err(Abandoned),
+                        _ = control.abort.cancelled() => return Err(Abandoned),
                         outcome = self.client.post(request) => outcome,
                     }
                 }
@@ -268,6 +235,7 @@ impl Pipeline {
                     error: format!("encryption failed: {e}"),
                 },
             };
+            drop(permit);
             attempts.last_status = outcome.status().or(attempts.last_status);
             tracing::debug!(%outcome, "attempt");
             self.metrics.attempt_finished(
@@ -276,10 +244,10 @@ impl Pipeline {
                 Some(&event.tenant),
             );
 
-            match self
+            let action = self
                 .policy
-                .decide(&outcome, attempts.count, random_jitter())
-            {
+                .decide(&outcome, attempts.count, random_jitter());
+            let delay = match action {
                 RetryAction::Delivered { .. } => {
                     // A producer clock ahead of ours gives a negative
                     // latency, recorded as zero.
@@ -289,86 +257,102 @@ impl Pipeline {
                     return Ok(Ended::Outcome(Outcome::Delivered));
                 }
                 RetryAction::DeadLetter(reason) => {
-                    let l = letter(reason, outcome.to_string()).with_status(attempts.last_status);
-                    return Ok(Ended::DeadLetter(attempts.stamp(l)));
+                    let l = letter(reason, outcome.to_string(), &attempts)
+                        .with_status(attempts.last_status);
+                    return Ok(Ended::DeadLetter(l));
                 }
-                RetryAction::RetryAfter(delay) => {
-                    if !*paused && delay >= PAUSE_AFTER {
-                        // Stop prefetching while this partition waits, so
-                        // its buffered records do not pile up. Short waits
-                        // are not worth it: resuming discards what was
-                        // prefetched and fetches it again.
-                        handle.pause();
-                        *paused = true;
-                        metrics::backoff_started();
-                    }
-                    tracing::info!(attempt = attempts.count, %outcome, retry_in = ?delay, "delivery failed; backing off");
-                    tokio::select! {
-                        _ = stop.cancelled() => return Err(Abandoned),
-                        _ = abort.cancelled() => return Err(Abandoned),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                RetryAction::RetryAfter(_) if admission == Admission::Probe => {
+                    // A suspended tenant's probe gets one attempt only.
+                    let error = format!(
+                        "tenant `{}` is suspended; its probe failed: {outcome}",
+                        event.tenant
+                    );
+                    let l = letter(DlqReason::TenantSuspended, error, &attempts)
+                        .with_status(attempts.last_status);
+                    return Ok(Ended::DeadLetter(l));
                 }
+                RetryAction::RetryAfter(delay) => delay,
+            };
+            tracing::info!(attempt = attempts.count, %outcome, retry_in = ?delay, "delivery failed; backing off");
+            control.backing_off(true);
+            let suspended = tokio::select! {
+                _ = control.stop.cancelled() => None,
+                _ = control.abort.cancelled() => None,
+                _ = control.suspended.cancelled() => Some(true),
+                _ = tokio::time::sleep(delay) => Some(false),
+            };
+            control.backing_off(false);
+            match suspended {
+                None => return Err(Abandoned),
+                Some(true) => {
+                    let error = format!(
+                        "tenant `{}` was suspended while backing off; last attempt: {outcome}",
+                        event.tenant
+                    );
+                    let l = letter(DlqReason::TenantSuspended, error, &attempts)
+                        .with_status(attempts.last_status);
+                    return Ok(Ended::DeadLetter(l));
+                }
+                Some(false) => {}
             }
         }
     }
 
     /// Decodes a record. A schema registry that cannot be asked is not the
-    /// record's fault: the partition waits (paused) and tries again, so a
+    /// record's fault: the record waits (backing off) and tries again, so a
     /// good event is never dead-lettered because the registry blinked.
     async fn decode(
         &self,
-        parts: &RecordParts<'_>,
-        handle: &PartitionHandle,
-        stop: &CancellationToken,
-        abort: &CancellationToken,
+        record: &Record,
+        control: &JobControl,
     ) -> Result<Result<Event, (DlqReason, String)>, Abandoned> {
+        let parts = RecordParts {
+            key: record.key(),
+            value: record.value(),
+            timestamp_millis: record.timestamp_ms(),
+            topic: record.topic(),
+            partition: record.partition(),
+            offset: record.offset(),
+        };
         let mut waits = 0u32;
-        let result = loop {
-            match self
+        loop {
+            let error = match self
                 .decoder
-                .decode_async(parts, self.max_payload_bytes)
+                .decode_async(&parts, self.max_payload_bytes)
                 .await
             {
-                Ok(event) => break Ok(event),
-                Err(e) => match e.dlq_reason() {
-                    Some(reason) => break Err(Some((reason, e.to_string()))),
-                    None => {
-                        if waits == 0 {
-                            handle.pause();
-                            metrics::backoff_started();
-                        }
-                        waits += 1;
-                        let delay = self.policy.backoff(waits, random_jitter());
-                        tracing::warn!(error = %e, retry_in = ?delay, "waiting for the schema registry");
-                        tokio::select! {
-                            _ = stop.cancelled() => break Err(None),
-                            _ = abort.cancelled() => break Err(None),
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                    }
-                },
+                Ok(event) => return Ok(Ok(event)),
+                Err(e) => e,
+            };
+            if let Some(reason) = error.dlq_reason() {
+                return Ok(Err((reason, error.to_string())));
             }
-        };
-        if waits > 0 {
-            handle.resume();
-            metrics::backoff_ended();
-        }
-        match result {
-            Ok(event) => Ok(Ok(event)),
-            Err(Some(letter)) => Ok(Err(letter)),
-            Err(None) => Err(Abandoned),
+            waits += 1;
+            let delay = self.policy.backoff(waits, random_jitter());
+            tracing::warn!(error = %error, retry_in = ?delay, "waiting for the schema registry");
+            control.backing_off(true);
+            let waited = tokio::select! {
+                _ = control.stop.cancelled() => false,
+                _ = control.abort.cancelled() => false,
+                _ = tokio::time::sleep(delay) => true,
+            };
+            control.backing_off(false);
+            if !waited {
+                return Err(Abandoned);
+            }
         }
     }
 
     async fn dead_letter(
         &self,
-        record: &Record<'_>,
+        record: &Record,
         letter: DeadLetter,
-        abort: &CancellationToken,
+        control: &JobControl,
     ) -> Result<Outcome, Abandoned> {
         tracing::warn!(reason = %letter.reason, error = %letter.error, "dead-lettering");
-        self.dead_letters.write(record, &letter, abort).await?;
+        self.dead_letters
+            .write(record, &letter, &control.abort)
+            .await?;
         // Only tenants in the table may become label values: a record key
         // naming no tenant is whatever a producer wrote.
         let tenant = letter
@@ -413,62 +397,6 @@ impl Attempts {
     }
 }
 
-/// Samples the consumer lag of one partition every
-/// [`LAG_SAMPLE_INTERVAL`] from the worker's position; stops (and reports
-/// no lag for the partition) when dropped with its worker.
-struct LagSampler {
-    /// The next offset the worker will finish, -1 before the first record.
-    position: Arc<AtomicI64>,
-    partition: i32,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl LagSampler {
-    fn start(handle: PartitionHandle) -> Self {
-        let position = Arc::new(AtomicI64::new(-1));
-        let partition = handle.partition();
-        let task = tokio::spawn({
-            let position = position.clone();
-            async move {
-                let mut tick = tokio::time::interval(LAG_SAMPLE_INTERVAL);
-                loop {
-                    tick.tick().await;
-                    let next = position.load(Ordering::Relaxed);
-                    if next < 0 {
-                        continue;
-                    }
-                    // Asking the broker for the watermark blocks.
-                    let handle = handle.clone();
-                    if let Ok(Some(lag)) =
-                        tokio::task::spawn_blocking(move || handle.lag(next)).await
-                    {
-                        metrics::consumer_lag(partition, lag);
-                    }
-                }
-            }
-        });
-        Self {
-            position,
-            partition,
-            task,
-        }
-    }
-
-    /// The worker's position: the offset it works on, or the next one.
-    fn at(&self, offset: i64) {
-        self.position.store(offset, Ordering::Relaxed);
-    }
-}
-
-impl Drop for LagSampler {
-    fn drop(&mut self) {
-        self.task.abort();
-        // The partition may have moved to another replica, which reports
-        // its lag from now on.
-        metrics::consumer_lag(self.partition, 0);
-    }
-}
-
 fn random_jitter() -> Jitter {
     let mut bytes = [0u8; 8];
     crate::crypto::fill_random(&mut bytes);
@@ -480,6 +408,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::telemetry::metrics;
 
     /// The metrics resolve one series per known `outcome` label up front.
     #[test]
@@ -493,5 +422,22 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(labels, metrics::OUTCOME_LABELS.into_iter().collect());
+    }
+
+    /// Only running out of attempts counts towards a suspension; a
+    /// rejection or a failed probe says nothing new about the endpoint.
+    #[test]
+    fn only_exhausted_retries_count_for_the_circuit_breaker() {
+        assert_eq!(Outcome::Delivered.ending(), Ending::Delivered);
+        assert_eq!(
+            Outcome::DeadLettered(DlqReason::RetriesExhausted).ending(),
+            Ending::RetriesExhausted
+        );
+        for reason in DlqReason::ALL {
+            if reason != DlqReason::RetriesExhausted {
+                assert_eq!(Outcome::DeadLettered(reason).ending(), Ending::Other);
+            }
+        }
+        assert_eq!(Outcome::Filtered.ending(), Ending::Other);
     }
 }

@@ -14,7 +14,6 @@
 //! callback may block that poll for a while, so it runs on a thread of its
 //! own.
 
-use std::fmt;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -26,11 +25,12 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::record::{Record, RecordParts};
 use crate::config::KafkaConfig;
 
 /// How long a partition worker waits on its queue before polling again.
@@ -82,61 +82,6 @@ pub struct AssignedPartition {
     pub handle: PartitionHandle,
 }
 
-/// A record of a partition queue, read in place in librdkafka's fetch
-/// buffer: nothing of it is copied. It borrows its queue, so it lives at
-/// most as long as the partition's worker, which holds one at a time (and
-/// with it, that one fetch buffer).
-pub struct Record<'q> {
-    message: BorrowedMessage<'q>,
-}
-
-impl Record<'_> {
-    pub fn topic(&self) -> &str {
-        self.message.topic()
-    }
-
-    pub fn partition(&self) -> i32 {
-        self.message.partition()
-    }
-
-    pub fn offset(&self) -> i64 {
-        self.message.offset()
-    }
-
-    /// Milliseconds since the Unix epoch, when the record has a timestamp.
-    pub fn timestamp_ms(&self) -> Option<i64> {
-        self.message.timestamp().to_millis()
-    }
-
-    pub fn key(&self) -> Option<&[u8]> {
-        self.message.key()
-    }
-
-    pub fn value(&self) -> Option<&[u8]> {
-        self.message.payload()
-    }
-
-    /// The original headers, in order, for the dead-letter copy. A header
-    /// without a value has `None`.
-    pub fn headers(&self) -> Vec<(&str, Option<&[u8]>)> {
-        self.message
-            .headers()
-            .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl fmt::Debug for Record<'_> {
-    /// Coordinates only: keys and values are customer data.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record")
-            .field("topic", &self.topic())
-            .field("partition", &self.partition())
-            .field("offset", &self.offset())
-            .finish_non_exhaustive()
-    }
-}
-
 /// One partition's queue of records.
 pub struct PartitionQueue {
     queue: StreamPartitionQueue<GroupContext>,
@@ -145,28 +90,29 @@ pub struct PartitionQueue {
 
 impl PartitionQueue {
     /// The next record of the partition, in offset order, copied out of
-    /// the fetch buffer so that it can outlive the next one. Cancel-safe.
-    pub async fn next_owned(&self) -> Result<super::record::Record, KafkaError> {
-        let record = self.next().await?;
-        let headers = record.headers();
-        Ok(super::record::Record::new(super::record::RecordParts {
-            topic: self.topic.clone(),
-            partition: record.partition(),
-            offset: record.offset(),
-            timestamp_ms: record.timestamp_ms(),
-            key: record.key(),
-            value: record.value(),
-            headers: &headers,
-        }))
-    }
-
-    /// The next record of the partition, in offset order.
-    pub async fn next(&self) -> Result<Record<'_>, KafkaError> {
+    /// librdkafka's fetch buffer (in one allocation) so that it can wait in
+    /// the partition's window while the next ones are read. Cancel-safe:
+    /// a record is taken from the queue only when it is returned.
+    pub async fn next(&self) -> Result<Record, KafkaError> {
         loop {
-            if let Ok(result) = tokio::time::timeout(QUEUE_REPOLL_INTERVAL, self.queue.recv()).await
-            {
-                return result.map(|message| Record { message });
-            }
+            let Ok(result) = tokio::time::timeout(QUEUE_REPOLL_INTERVAL, self.queue.recv()).await
+            else {
+                continue;
+            };
+            let message = result?;
+            let headers: Vec<(&str, Option<&[u8]>)> = message
+                .headers()
+                .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect())
+                .unwrap_or_default();
+            return Ok(Record::new(RecordParts {
+                topic: self.topic.clone(),
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp_ms: message.timestamp().to_millis(),
+                key: message.key(),
+                value: message.payload(),
+                headers: &headers,
+            }));
         }
     }
 }
@@ -186,16 +132,6 @@ pub struct PartitionHandle {
 impl PartitionHandle {
     pub fn partition(&self) -> i32 {
         self.partition
-    }
-
-    /// Marks `offset` as done: the next commit moves the group past it.
-    /// Fails when the partition is no longer assigned to this member, which
-    /// is exactly when storing must not happen.
-    pub fn store_done(&self, offset: i64) -> Result<(), KafkaError> {
-        // `store_offset` stores `offset + 1`, the next record to read, as
-        // Kafka's committed offsets expect.
-        self.consumer
-            .store_offset(&self.topic, self.partition, offset)
     }
 
     /// Stores `next_offset` (the next record to read) with `metadata`,
@@ -227,26 +163,16 @@ impl PartitionHandle {
             }))
     }
 
-    fn with_offset(&self, next_offset: i64, metadata: &str) -> Result<TopicPartitionList, KafkaError> {
+    fn with_offset(
+        &self,
+        next_offset: i64,
+        metadata: &str,
+    ) -> Result<TopicPartitionList, KafkaError> {
         let mut tpl = TopicPartitionList::new();
         let mut element = tpl.add_partition(&self.topic, self.partition);
         element.set_offset(Offset::Offset(next_offset))?;
         element.set_metadata(metadata);
         Ok(tpl)
-    }
-
-    /// Stops fetching this partition (its worker is backing off).
-    pub fn pause(&self) {
-        if let Err(e) = self.consumer.pause(&self.single()) {
-            tracing::debug!(partition = self.partition, error = %e, "pause failed");
-        }
-    }
-
-    /// Fetches this partition again.
-    pub fn resume(&self) {
-        if let Err(e) = self.consumer.resume(&self.single()) {
-            tracing::debug!(partition = self.partition, error = %e, "resume failed");
-        }
     }
 
     /// Consumer lag: high watermark minus the next offset to process, or

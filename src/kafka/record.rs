@@ -141,7 +141,11 @@ mod tests {
             timestamp_ms: Some(1_700_000_000_000),
             key: Some(b"acme"),
             value: Some(br#"{"type":"x","data":1}"#),
-            headers: &[("traceparent", Some(b"00-abc")), ("empty", None), ("zero", Some(b""))],
+            headers: &[
+                ("traceparent", Some(b"00-abc")),
+                ("empty", None),
+                ("zero", Some(b"")),
+            ],
         });
         assert_eq!(
             (record.topic(), record.partition(), record.offset()),

@@ -39,8 +39,8 @@ pub const TENANTS: &str = "hookline_tenants";
 pub const TENANTS_INVALID: &str = "hookline_tenants_invalid";
 /// Partitions of the events topic assigned to this replica.
 pub const PARTITIONS_ASSIGNED: &str = "hookline_partitions_assigned";
-/// Assigned partitions whose worker is waiting (backoff, or a schema
-/// registry that cannot be reached).
+/// Assigned partitions whose lowest unfinished record is waiting (backoff,
+/// or a schema registry that cannot be reached).
 pub const PARTITIONS_BACKING_OFF: &str = "hookline_partitions_backing_off";
 /// High watermark minus the worker's position, by `partition`.
 pub const CONSUMER_LAG: &str = "hookline_consumer_lag";
@@ -315,16 +315,6 @@ pub fn tenants(tenants: usize, invalid: usize) {
 /// This replica now owns `partitions` partitions of the events topic.
 pub fn partitions_assigned(partitions: usize) {
     gauge!(PARTITIONS_ASSIGNED).set(partitions as f64);
-}
-
-/// A partition's worker started waiting; pair with [`backoff_ended`].
-pub fn backoff_started() {
-    gauge!(PARTITIONS_BACKING_OFF).increment(1.0);
-}
-
-/// A partition's worker stopped waiting.
-pub fn backoff_ended() {
-    gauge!(PARTITIONS_BACKING_OFF).decrement(1.0);
 }
 
 /// Describes the gauges of key-ordered scheduling and sets them to zero.

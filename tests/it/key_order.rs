@@ -18,7 +18,10 @@ fn event(id: &str) -> Vec<u8> {
 
 /// Successful deliveries by tenant (the path of its URL), in arrival order,
 /// each id once.
-fn delivered_by_tenant(received: &[Received], ok: impl Fn(&Received) -> bool) -> HashMap<String, Vec<String>> {
+fn delivered_by_tenant(
+    received: &[Received],
+    ok: impl Fn(&Received) -> bool,
+) -> HashMap<String, Vec<String>> {
     let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
     for request in received.iter().filter(|r| ok(r)) {
         let id = request.header("webhook-id").unwrap().to_string();
@@ -30,18 +33,33 @@ fn delivered_by_tenant(received: &[Received], ok: impl Fn(&Received) -> bool) ->
     by_tenant
 }
 
-async fn register(broker: &Broker, topics: &hookline::delivery::runner::Topics, receiver: &Receiver, ids: &[&str]) {
+async fn register(
+    broker: &Broker,
+    topics: &hookline::delivery::runner::Topics,
+    receiver: &Receiver,
+    ids: &[&str],
+) {
     for id in ids {
         let tenant = TestTenant::new(id);
         tenant
-            .register(broker, topics, &tenant.record(&receiver.url(&format!("/{id}"))))
+            .register(
+                broker,
+                topics,
+                &tenant.record(&receiver.url(&format!("/{id}"))),
+            )
             .await;
     }
 }
 
 async fn produce(broker: &Broker, topic: &str, partition: i32, tenant: &str, id: &str) {
     broker
-        .produce_to(topic, Some(partition), Some(tenant.as_bytes()), Some(&event(id)), &[])
+        .produce_to(
+            topic,
+            Some(partition),
+            Some(tenant.as_bytes()),
+            Some(&event(id)),
+            &[],
+        )
         .await;
 }
 
@@ -58,7 +76,13 @@ async fn a_failing_tenant_holds_back_none_of_its_partition_mates() {
     }))
     .await;
     let mates = ["m1", "m2", "m3"];
-    register(&broker, &topics, &receiver, &["down", "m1", "m2", "m3", "other"]).await;
+    register(
+        &broker,
+        &topics,
+        &receiver,
+        &["down", "m1", "m2", "m3", "other"],
+    )
+    .await;
     // Six attempts with backoffs between 300 ms and 1 s: the failing
     // event takes several seconds to be dead-lettered.
     let config = replica_config(
@@ -98,7 +122,9 @@ async fn a_failing_tenant_holds_back_none_of_its_partition_mates() {
             request.header("webhook-id")
         );
     }
-    let dead = broker.consume(&topics.dlq, 1, Duration::from_secs(30)).await;
+    let dead = broker
+        .consume(&topics.dlq, 1, Duration::from_secs(30))
+        .await;
     assert_eq!(dead[0].header("dlq.reason"), Some("retries_exhausted"));
     assert_eq!(dead[0].header("dlq.attempts"), Some("6"));
     replica.stop().await;
@@ -108,7 +134,8 @@ async fn a_failing_tenant_holds_back_none_of_its_partition_mates() {
 async fn slow_endpoints_are_answered_concurrently_each_tenant_in_order() {
     let broker = Broker::new("slow");
     let topics = create_topics(&broker, 1).await;
-    let receiver = Receiver::slow(Duration::from_millis(200), Arc::new(|_, _| StatusCode::OK)).await;
+    let receiver =
+        Receiver::slow(Duration::from_millis(200), Arc::new(|_, _| StatusCode::OK)).await;
     let tenants: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
     let ids: Vec<&str> = tenants.iter().map(String::as_str).collect();
     register(&broker, &topics, &receiver, &ids).await;
@@ -122,7 +149,11 @@ async fn slow_endpoints_are_answered_concurrently_each_tenant_in_order() {
     let delivered = delivered_by_tenant(&received, |_| true);
     for tenant in &tenants {
         let expected: Vec<String> = (0..3).map(|n| format!("{tenant}-{n}")).collect();
-        assert_eq!(delivered[&format!("/{tenant}")], expected, "{tenant}'s order");
+        assert_eq!(
+            delivered[&format!("/{tenant}")],
+            expected,
+            "{tenant}'s order"
+        );
     }
     // One partition: in partition order one request at a time.
     assert!(
@@ -151,7 +182,10 @@ async fn partition_order_answers_one_request_at_a_time() {
         }
     }
     let received = receiver.wait_for(12, Duration::from_secs(60)).await;
-    let arrival: Vec<&str> = received.iter().filter_map(|r| r.header("webhook-id")).collect();
+    let arrival: Vec<&str> = received
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
     assert_eq!(arrival, produced, "the partition's order");
     assert_eq!(receiver.most_concurrent(), 1);
     replica.stop().await;
@@ -187,22 +221,34 @@ async fn a_failing_tenant_is_suspended_in_order_and_resumed_by_a_probe() {
         produce(&broker, &topics.events, 0, "flaky", &format!("flaky-{n}")).await;
         produce(&broker, &topics.events, 0, "mate", &format!("mate-{n}")).await;
     }
-    let dead = broker.consume(&topics.dlq, 5, Duration::from_secs(30)).await;
+    let dead = broker
+        .consume(&topics.dlq, 5, Duration::from_secs(30))
+        .await;
     let letters: Vec<(Option<&str>, Option<&str>, Option<&str>)> = dead
         .iter()
-        .map(|r| (r.header("dlq.reason"), r.header("dlq.attempts"), r.value_id()))
+        .map(|r| {
+            (
+                r.header("dlq.reason"),
+                r.header("dlq.attempts"),
+                r.value_id(),
+            )
+        })
         .collect();
     assert_eq!(
         letters,
         [
             (Some("retries_exhausted"), Some("2"), Some("flaky-0")),
             (Some("retries_exhausted"), Some("2"), Some("flaky-1")),
-            (Some("tenant_suspended"), None, Some("flaky-2")),
-            (Some("tenant_suspended"), None, Some("flaky-3")),
-            (Some("tenant_suspended"), None, Some("flaky-4")),
+            (Some("tenant_suspended"), Some("0"), Some("flaky-2")),
+            (Some("tenant_suspended"), Some("0"), Some("flaky-3")),
+            (Some("tenant_suspended"), Some("0"), Some("flaky-4")),
         ]
     );
-    let attempts_before = receiver.received().iter().filter(|r| r.path == "/flaky").count();
+    let attempts_before = receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/flaky")
+        .count();
     assert_eq!(attempts_before, 4, "suspended events get no attempt");
 
     // The endpoint recovers; after the probe interval the next event is a
@@ -212,12 +258,27 @@ async fn a_failing_tenant_is_suspended_in_order_and_resumed_by_a_probe() {
     produce(&broker, &topics.events, 0, "flaky", "flaky-5").await;
     produce(&broker, &topics.events, 0, "flaky", "flaky-6").await;
     let received = receiver.wait_for(4 + 2 + 5, Duration::from_secs(30)).await;
-    let delivered = delivered_by_tenant(&received, |r| r.path == "/flaky" && healthy.load(Ordering::SeqCst));
-    let flaky: Vec<&String> = delivered["/flaky"].iter().filter(|id| id.as_str() >= "flaky-5").collect();
+    let delivered = delivered_by_tenant(&received, |r| {
+        r.path == "/flaky" && healthy.load(Ordering::SeqCst)
+    });
+    let flaky: Vec<&String> = delivered["/flaky"]
+        .iter()
+        .filter(|id| id.as_str() >= "flaky-5")
+        .collect();
     assert_eq!(flaky, ["flaky-5", "flaky-6"]);
-    assert_eq!(broker.consume(&topics.dlq, 6, Duration::from_secs(3)).await.len(), 5);
+    assert_eq!(
+        broker
+            .consume(&topics.dlq, 6, Duration::from_secs(3))
+            .await
+            .len(),
+        5
+    );
     let mates = delivered_by_tenant(&received, |r| r.path == "/mate");
-    assert_eq!(mates["/mate"].len(), 5, "the partition mate was not held back");
+    assert_eq!(
+        mates["/mate"].len(),
+        5,
+        "the partition mate was not held back"
+    );
     replica.stop().await;
 }
 
@@ -277,7 +338,11 @@ async fn records_finished_above_a_stuck_one_are_not_delivered_again_after_a_rest
     // Give a wrongly redelivered record time to show up.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let received = receiver.received();
-    assert_eq!(free(&received), 21, "the finished records were delivered again");
+    assert_eq!(
+        free(&received),
+        21,
+        "the finished records were delivered again"
+    );
     let stuck: Vec<&str> = received
         .iter()
         .filter(|r| r.path == "/stuck")

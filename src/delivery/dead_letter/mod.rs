@@ -55,11 +55,14 @@ pub enum DlqReason {
     PayloadTooLarge,
     /// The tenant's URL resolves to an address that destinations may not have.
     BlockedDestination,
+    /// The tenant is suspended (its endpoint kept failing): its events are
+    /// dead-lettered without attempts until a probe is delivered.
+    TenantSuspended,
 }
 
 impl DlqReason {
     /// Every reason, in contract order.
-    pub const ALL: [DlqReason; 8] = [
+    pub const ALL: [DlqReason; 9] = [
         DlqReason::RetriesExhausted,
         DlqReason::Rejected,
         DlqReason::UnknownTenant,
@@ -68,6 +71,7 @@ impl DlqReason {
         DlqReason::InvalidEvent,
         DlqReason::PayloadTooLarge,
         DlqReason::BlockedDestination,
+        DlqReason::TenantSuspended,
     ];
 
     /// The `dlq.reason` header value (also usable as a metric label: the set
@@ -82,6 +86,7 @@ impl DlqReason {
             DlqReason::InvalidEvent => "invalid_event",
             DlqReason::PayloadTooLarge => "payload_too_large",
             DlqReason::BlockedDestination => "blocked_destination",
+            DlqReason::TenantSuspended => "tenant_suspended",
         }
     }
 }
@@ -280,7 +285,8 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_millis(unix_millis)
     }
 
-    /// `ALL` lists every reason once, in the order of DESIGN §7, and each
+    /// `ALL` lists every reason once, in the order of DESIGN §7 (and §13's
+    /// addition after it), and each
     /// one's `dlq.reason` value is its own: they are label values and header
     /// values that operators filter on.
     #[test]
@@ -299,6 +305,7 @@ mod tests {
                 "invalid_event",
                 "payload_too_large",
                 "blocked_destination",
+                "tenant_suspended",
             ]
         );
     }

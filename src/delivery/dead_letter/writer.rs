@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::DeadLetter;
-use crate::kafka::group::Record;
+use crate::delivery::Abandoned;
 use crate::kafka::producer::{AckedProducer, ProduceError};
+use crate::kafka::record::Record;
 
 /// Pause between two attempts at a failing dead-letter write.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -19,11 +20,6 @@ pub struct DeadLetterWriter {
     producer: AckedProducer,
     topic: String,
 }
-
-/// The partition was taken away (or the process is stopping) before the
-/// write was acknowledged: the offset must not be stored.
-#[derive(Debug)]
-pub struct Abandoned;
 
 impl DeadLetterWriter {
     pub fn new(producer: AckedProducer, topic: impl Into<String>) -> Self {
@@ -41,7 +37,7 @@ impl DeadLetterWriter {
     /// broker acknowledges it or `abort` is cancelled.
     pub async fn write(
         &self,
-        record: &Record<'_>,
+        record: &Record,
         letter: &DeadLetter,
         abort: &CancellationToken,
     ) -> Result<(), Abandoned> {
@@ -67,7 +63,7 @@ impl DeadLetterWriter {
 
     async fn write_once(
         &self,
-        record: &Record<'_>,
+        record: &Record,
         added: &[(&'static str, String)],
     ) -> Result<(), ProduceError> {
         let mut headers = record.headers();

@@ -62,11 +62,12 @@ impl PartitionSource for FakeSource {
         Ok(())
     }
 
-    async fn commit(&self, offset: i64, metadata: &str) {
+    async fn commit(&self, offset: i64, metadata: &str) -> bool {
         self.commits
             .lock()
             .unwrap()
             .push((offset, metadata.to_string()));
+        true
     }
 
     fn lag(&self, _next_offset: i64) -> Option<i64> {
