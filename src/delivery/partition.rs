@@ -144,12 +144,12 @@ impl Gauges {
         if window_full != self.window_full {
             metrics::partitions_window_full_changed(if window_full { 1 } else { -1 });
         }
-        *self = Self {
-            suspended,
-            backing_off,
-            lowest_backing_off: lowest,
-            window_full,
-        };
+        // Field by field: assigning a whole `Gauges` would drop the old
+        // one, and with it take this partition's share back.
+        self.suspended = suspended;
+        self.backing_off = backing_off;
+        self.lowest_backing_off = lowest;
+        self.window_full = window_full;
     }
 }
 

@@ -27,8 +27,19 @@ fn distinct_ids(requests: &[crate::support::Received]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_order_is_kept_while_first_attempts_fail() {
+    order_is_kept_while_first_attempts_fail("key").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_order_is_kept_while_first_attempts_fail() {
-    let broker = Broker::new("order");
+    order_is_kept_while_first_attempts_fail("partition").await;
+}
+
+/// Every fifth event fails once; the order kept is the tenant's in key
+/// order, the partition's in partition order.
+async fn order_is_kept_while_first_attempts_fail(ordering: &str) {
+    let broker = Broker::new(&format!("order-{ordering}"));
     let topics = create_topics(&broker, 3).await;
     // Every fifth event fails on its first attempt.
     let failed_once = Arc::new(Mutex::new(HashSet::new()));
@@ -59,10 +70,11 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
             )
             .await;
     }
-    let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
+    let config = replica_config(&broker, &[("DELIVERY__ORDERING", ordering)]);
+    let replica = Replica::start(config, &topics).await;
 
     // Tenants share partitions: six tenants over three partitions.
-    let mut produced_by_partition: HashMap<i32, Vec<String>> = HashMap::new();
+    let mut produced_in_order: HashMap<String, Vec<String>> = HashMap::new();
     for n in 0..120u32 {
         let tenant = &tenants[(n % 6) as usize];
         let id = format!("{}-{n}", tenant.id);
@@ -74,7 +86,11 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
                 &[],
             )
             .await;
-        produced_by_partition.entry(partition).or_default().push(id);
+        let group = match ordering {
+            "partition" => format!("partition {partition}"),
+            _ => format!("tenant {}", tenant.id),
+        };
+        produced_in_order.entry(group).or_default().push(id);
     }
 
     let expected_requests = 120 + 120 / 5;
@@ -87,12 +103,12 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
         "every event delivered, every fifth twice"
     );
     let arrival = distinct_ids(&received);
-    for (partition, produced) in &produced_by_partition {
+    for (group, produced) in &produced_in_order {
         let arrived: Vec<&String> = arrival.iter().filter(|id| produced.contains(id)).collect();
         assert_eq!(
             arrived,
             produced.iter().collect::<Vec<_>>(),
-            "partition {partition}: arrival order differs from produced order"
+            "{group}: arrival order differs from produced order"
         );
     }
     // The payload is what was produced, readable only with the tenant's key.
@@ -104,8 +120,10 @@ async fn partition_order_is_kept_while_first_attempts_fail() {
     replica.stop().await;
 }
 
+/// Partition order: a failing tenant holds back its partition mates (key
+/// order does not: `key_order.rs`), and no other partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_tenant_blocks_only_its_own_partition() {
+async fn in_partition_order_a_failing_tenant_blocks_only_its_own_partition() {
     let broker = Broker::new("isolation");
     let topics = create_topics(&broker, 2).await;
     let receiver = Receiver::start(Arc::new(|_, request| {
@@ -130,6 +148,7 @@ async fn a_failing_tenant_blocks_only_its_own_partition() {
             ("DELIVERY__MAX_ATTEMPTS", "6"),
             ("DELIVERY__INITIAL_BACKOFF", "300ms"),
             ("DELIVERY__MAX_BACKOFF", "1s"),
+            ("DELIVERY__ORDERING", "partition"),
         ],
     );
     let replica = Replica::start(config, &topics).await;
@@ -373,12 +392,12 @@ async fn a_second_replica_takes_over_without_loss_or_reordering() {
     }
     let first = Replica::start(replica_config(&broker, &[]), &topics).await;
 
-    let mut produced_by_partition: HashMap<i32, Vec<String>> = HashMap::new();
-    let produce = async |range: std::ops::Range<u32>, produced: &mut HashMap<i32, Vec<String>>| {
+    let mut produced_by_tenant: HashMap<String, Vec<String>> = HashMap::new();
+    let produce = async |range: std::ops::Range<u32>, produced: &mut HashMap<String, Vec<String>>| {
         for n in range {
             let tenant = &tenants[(n % 8) as usize];
             let id = format!("{}-{n}", tenant.id);
-            let (p, _) = broker
+            broker
                 .produce(
                     &topics.events,
                     Some(tenant.id.as_bytes()),
@@ -386,14 +405,14 @@ async fn a_second_replica_takes_over_without_loss_or_reordering() {
                     &[],
                 )
                 .await;
-            produced.entry(p).or_default().push(id);
+            produced.entry(tenant.id.clone()).or_default().push(id);
         }
     };
-    produce(0..100, &mut produced_by_partition).await;
+    produce(0..100, &mut produced_by_tenant).await;
     let second = Replica::start(replica_config(&broker, &[]), &topics).await;
-    produce(100..200, &mut produced_by_partition).await;
+    produce(100..200, &mut produced_by_tenant).await;
     first.stop().await;
-    produce(200..300, &mut produced_by_partition).await;
+    produce(200..300, &mut produced_by_tenant).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut arrival = distinct_ids(&receiver.received());
@@ -402,12 +421,12 @@ async fn a_second_replica_takes_over_without_loss_or_reordering() {
         arrival = distinct_ids(&receiver.received());
     }
     assert_eq!(arrival.len(), 300, "every event delivered at least once");
-    for (partition, produced) in &produced_by_partition {
+    for (tenant, produced) in &produced_by_tenant {
         let arrived: Vec<&String> = arrival.iter().filter(|id| produced.contains(id)).collect();
         assert_eq!(
             arrived,
             produced.iter().collect::<Vec<_>>(),
-            "partition {partition} reordered"
+            "tenant {tenant} reordered"
         );
     }
     assert!(

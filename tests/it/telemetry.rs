@@ -201,7 +201,6 @@ async fn metrics_count_deliveries_dead_letters_and_attempts() {
     expect("hookline_end_to_end_latency_seconds_count", 2.0);
     expect("hookline_tenants", 3.0);
     expect("hookline_partitions_assigned", 1.0);
-    expect("hookline_partitions_backing_off", 0.0);
     assert!(
         text.contains(r#"hookline_end_to_end_latency_seconds_bucket{le="+Inf"} 2"#),
         "{text}"
@@ -209,6 +208,23 @@ async fn metrics_count_deliveries_dead_letters_and_attempts() {
     // No tenant label unless configured, and never a URL.
     assert!(!text.contains("tenant="), "{text}");
     assert!(!text.contains("127.0.0.1"), "{text}");
+
+    // The partition's gauges follow its records' outcomes a moment later:
+    // `down` backed off and no longer does; nobody was suspended.
+    let text = scrape_until(addr, Duration::from_secs(10), |t| {
+        sample(t, "hookline_partitions_backing_off") == 0.0
+            && sample(t, "hookline_tenants_backing_off") == 0.0
+    })
+    .await;
+    for gauge in [
+        "hookline_partitions_backing_off",
+        "hookline_tenants_backing_off",
+        "hookline_tenants_suspended",
+        "hookline_partitions_window_full",
+    ] {
+        let zero = format!("{gauge} 0");
+        assert!(text.lines().any(|l| l == zero), "{gauge} in:\n{text}");
+    }
 
     // The lag is sampled every few seconds; all seven records are done.
     scrape_until(addr, Duration::from_secs(20), |t| {
@@ -421,7 +437,8 @@ async fn debug_logs_carry_no_payload_key_or_secret() {
     }
     let received = receiver.wait_for(2, Duration::from_secs(30)).await;
     assert_eq!(received.len(), 2);
-    assert_eq!(tenant.open(&received[0]).data["card"], marker);
+    let quiet = received.iter().find(|r| r.path == "/in").unwrap();
+    assert_eq!(tenant.open(quiet).data["card"], marker);
     let dead = broker
         .consume(&topics.dlq, 1, Duration::from_secs(30))
         .await;

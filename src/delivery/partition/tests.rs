@@ -588,3 +588,42 @@ async fn a_rate_limited_tenant_is_spaced_and_holds_back_nobody() {
     assert!(h.ends_of("fast")[2] <= ATTEMPT * 4);
     h.stop().await;
 }
+
+/// Regression: updating the gauges replaced the whole `Gauges` value,
+/// whose drop took the partition's share back each time, so the exported
+/// gauges went negative.
+#[test]
+fn a_partitions_gauges_add_up_while_it_runs_and_return_to_zero_after() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let value = |name: &str| -> f64 {
+        handle
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    ::metrics::with_local_recorder(&recorder, || {
+        let now = Instant::now();
+        let mut scheduler = Scheduler::new(settings(Lanes::PerKey));
+        for (offset, key) in [(0, "a"), (1, "b")] {
+            scheduler.admit(offset, Some(key.as_bytes()), 1, ());
+            scheduler.next_job(now, |_| None).unwrap();
+            scheduler.set_backing_off(offset, true);
+        }
+        let mut gauges = Gauges::default();
+        gauges.set(&scheduler, false);
+        gauges.set(&scheduler, true);
+        assert_eq!(value(metrics::TENANTS_BACKING_OFF), 2.0);
+        assert_eq!(value(metrics::PARTITIONS_BACKING_OFF), 1.0);
+        assert_eq!(value(metrics::PARTITIONS_WINDOW_FULL), 1.0);
+        scheduler.finish(0, Ending::Delivered, now);
+        gauges.set(&scheduler, false);
+        assert_eq!(value(metrics::TENANTS_BACKING_OFF), 1.0);
+        assert_eq!(value(metrics::PARTITIONS_BACKING_OFF), 1.0, "b is now the lowest");
+        assert_eq!(value(metrics::PARTITIONS_WINDOW_FULL), 0.0);
+        drop(gauges);
+        assert_eq!(value(metrics::TENANTS_BACKING_OFF), 0.0);
+        assert_eq!(value(metrics::PARTITIONS_BACKING_OFF), 0.0);
+    });
+}
