@@ -2,9 +2,10 @@
 //!
 //! Providers produce events to Kafka, keyed by tenant id; hookline delivers
 //! each one to its tenant's URL, encrypted for that tenant alone (JWE),
-//! signed (Standard Webhooks), in partition order with blocking backoff,
-//! dead-lettering what cannot be delivered, never committing an offset
-//! before the event's outcome is durable.
+//! signed (Standard Webhooks), in order per tenant with blocking backoff (a
+//! failing tenant holds back no other), dead-lettering what cannot be
+//! delivered, never committing an offset before the event's outcome is
+//! durable.
 //!
 //! # Layout
 //! - [`api`]: the tenant self-service HTTP API (`hookline api`): tenants,
@@ -15,9 +16,10 @@
 //! - [`config`]: layered configuration, validated into [`config::Config`].
 //! - [`crypto`]: keys, JWE encryption and Standard Webhooks signatures; the
 //!   only module that imports crypto crates.
-//! - [`delivery`]: the replica (`runner`) and its per-partition workers,
-//!   the HTTP client with the destination guard, the retry policy, and
-//!   dead letters (reasons and headers, and their writer).
+//! - [`delivery`]: the replica (`runner`), a driver per partition with its
+//!   key-ordered scheduler, the task that carries one record to its outcome,
+//!   the HTTP client with the destination guard, the retry policy, and dead
+//!   letters (reasons and headers, and their writer).
 //! - [`demo`]: `hookline demo`, the whole flow in one process on an
 //!   embedded mock cluster, driving the real replica.
 //! - [`error`]: an error and its causes on one line, for every layer.
