@@ -338,9 +338,9 @@ where
 
     fn admit(&mut self, record: S::Record) {
         let offset = record.offset();
-        let key = record.key().map(<[u8]>::to_vec);
+        let key = record.key().map(|k| self.scheduler.key(k));
         let size = record.size();
-        if self.scheduler.admit(offset, key.as_deref(), size, record) == Admitted::AlreadyFinished {
+        if self.scheduler.admit_keyed(offset, key, size, record) == Admitted::AlreadyFinished {
             tracing::debug!(
                 partition = self.partition(),
                 offset,

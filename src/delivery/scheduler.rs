@@ -269,6 +269,20 @@ impl<R> Scheduler<R> {
 
     /// Takes in the next record read from the partition (offsets ascend).
     pub fn admit(&mut self, offset: i64, key: Option<&[u8]>, bytes: usize, record: R) -> Admitted {
+        let key = key.map(|k| self.key(k));
+        self.admit_keyed(offset, key, bytes, record)
+    }
+
+    /// [`Scheduler::admit`] with the key already shared (see
+    /// [`Scheduler::key`]), so that the record can move in while its key
+    /// is borrowed from it.
+    pub fn admit_keyed(
+        &mut self,
+        offset: i64,
+        key: Option<Key>,
+        bytes: usize,
+        record: R,
+    ) -> Admitted {
         self.next_offset = Some(offset + 1);
         // Offsets below this one will never arrive (retention, compaction).
         while self.finished_before.first().is_some_and(|&o| o < offset) {
@@ -280,7 +294,6 @@ impl<R> Scheduler<R> {
             }
             return Admitted::AlreadyFinished;
         }
-        let key: Option<Key> = key.map(|k| self.shared_key(k));
         let lane = match (self.settings.lanes, &key) {
             (Lanes::PerKey, Some(key)) => key.clone(),
             _ => shared_lane(),
@@ -306,9 +319,9 @@ impl<R> Scheduler<R> {
         Admitted::Held
     }
 
-    /// Reuses the key of a lane or tenant already known, so that a
-    /// tenant's records share one allocation of its key.
-    fn shared_key(&self, key: &[u8]) -> Key {
+    /// `key` as the scheduler keeps it: the allocation of a tenant or lane
+    /// already known, so that a tenant's records share one copy of its key.
+    pub fn key(&self, key: &[u8]) -> Key {
         if let Some((k, _)) = self.tenants.get_key_value(key) {
             return k.clone();
         }
