@@ -58,6 +58,20 @@ pub struct Settings {
     pub probe_interval: Duration,
 }
 
+#[cfg(test)]
+impl Settings {
+    /// Roomy bounds and the default circuit breaker, for tests.
+    pub(crate) fn for_tests(lanes: Lanes) -> Self {
+        Self {
+            lanes,
+            window: 100,
+            window_bytes: 1 << 20,
+            suspend_after: 3,
+            probe_interval: Duration::from_secs(300),
+        }
+    }
+}
+
 /// How a record handed out is to be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {

@@ -215,11 +215,8 @@ struct Harness {
 
 fn settings(lanes: Lanes) -> Settings {
     Settings {
-        lanes,
-        window: 100,
-        window_bytes: 1 << 20,
-        suspend_after: 3,
         probe_interval: Duration::from_secs(60),
+        ..Settings::for_tests(lanes)
     }
 }
 
@@ -282,6 +279,15 @@ impl Harness {
             .into_iter()
             .filter(|r| r.key == key)
             .collect()
+    }
+
+    /// Runs that ended, of every tenant.
+    fn ended(&self) -> usize {
+        self.processor
+            .runs()
+            .iter()
+            .filter(|r| r.ended.is_some())
+            .count()
     }
 
     /// When each run of `key` ended, after the start of the test.
@@ -369,15 +375,7 @@ async fn partition_order_makes_partition_mates_wait() {
     let mut h = Harness::start(settings(Lanes::PerPartition), processor, None);
     h.produce(&["bad", "a", "b"]);
 
-    until(|| {
-        h.processor
-            .runs()
-            .iter()
-            .filter(|r| r.ended.is_some())
-            .count()
-            == 3
-    })
-    .await;
+    until(|| h.ended() == 3).await;
     let bad = h.ends_of("bad")[0];
     for key in ["a", "b"] {
         assert!(h.ends_of(key)[0] > bad, "{key} waited for bad");
@@ -391,14 +389,7 @@ async fn a_tenant_is_suspended_after_consecutive_failures_and_resumed_by_a_probe
     processor.set("bad", Endpoint::Failing { attempts: 2 });
     let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
     h.produce(&["bad"; 5]);
-    until(|| {
-        h.runs_of("bad")
-            .iter()
-            .filter(|r| r.ended.is_some())
-            .count()
-            == 5
-    })
-    .await;
+    until(|| h.ends_of("bad").len() == 5).await;
     let admissions: Vec<Admission> = h.runs_of("bad").iter().map(|r| r.admission).collect();
     use Admission::*;
     assert_eq!(
@@ -426,14 +417,7 @@ async fn a_tenant_is_suspended_after_consecutive_failures_and_resumed_by_a_probe
     h.produce(&["bad"]);
     tokio::time::sleep_until(suspended_at + Duration::from_secs(122)).await;
     h.produce(&["bad", "bad"]);
-    until(|| {
-        h.runs_of("bad")
-            .iter()
-            .filter(|r| r.ended.is_some())
-            .count()
-            == 10
-    })
-    .await;
+    until(|| h.ends_of("bad").len() == 10).await;
     let admissions: Vec<Admission> = h.runs_of("bad")[5..].iter().map(|r| r.admission).collect();
     assert_eq!(admissions, [Suspended, Probe, Suspended, Probe, Deliver]);
     let last = h.runs_of("bad")[9].ended.unwrap().1;
@@ -493,15 +477,7 @@ async fn a_tenant_backing_off_in_a_full_window_is_suspended() {
         None,
     );
     h.produce(&["bad", "bad", "bad", "bad", "bad", "ok", "ok"]);
-    until(|| {
-        h.processor
-            .runs()
-            .iter()
-            .filter(|r| r.ended.is_some())
-            .count()
-            == 7
-    })
-    .await;
+    until(|| h.ended() == 7).await;
     let bad = h.runs_of("bad");
     assert_eq!(bad[0].ended.unwrap().1, Ok(Ending::Other), "cut short");
     assert!(bad[1..].iter().all(|r| r.admission == Admission::Suspended));
@@ -567,15 +543,7 @@ async fn a_rate_limited_tenant_is_spaced_and_holds_back_nobody() {
     };
     let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
     h.produce(&["slow", "slow", "slow", "fast", "fast", "fast"]);
-    until(|| {
-        h.processor
-            .runs()
-            .iter()
-            .filter(|r| r.ended.is_some())
-            .count()
-            == 6
-    })
-    .await;
+    until(|| h.ended() == 6).await;
     let starts: Vec<Duration> = h.runs_of("slow").iter().map(|r| r.started - h.t0).collect();
     assert!(
         starts[1] - starts[0] >= Duration::from_secs(1),

@@ -5,13 +5,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn settings(lanes: Lanes) -> Settings {
-    Settings {
-        lanes,
-        window: 100,
-        window_bytes: 1 << 20,
-        suspend_after: 3,
-        probe_interval: Duration::from_secs(300),
-    }
+    Settings::for_tests(lanes)
 }
 
 fn no_limit(_: &[u8]) -> Option<Duration> {
