@@ -133,7 +133,7 @@ struct Gauges {
 
 impl Gauges {
     fn set<R>(&mut self, scheduler: &Scheduler<R>, window_full: bool) {
-        let suspended = scheduler.suspended().count() as i64;
+        let suspended = scheduler.suspended_count() as i64;
         let backing_off = scheduler.backing_off() as i64;
         metrics::tenants_suspended_changed(suspended - self.suspended);
         metrics::tenants_backing_off_changed(backing_off - self.backing_off);

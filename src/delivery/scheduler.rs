@@ -226,6 +226,10 @@ pub struct Scheduler<R> {
     tenants: HashMap<Key, TenantState>,
     /// Records finished before a restart, above the committed offset.
     finished_before: BTreeSet<i64>,
+    /// Held records backing off, and suspended tenants, counted as they
+    /// change: the gauges read them after every record.
+    backing_off: usize,
+    suspended: usize,
 }
 
 /// The lane of all records in partition order, and of records without a
@@ -247,6 +251,8 @@ impl<R> Scheduler<R> {
             throttled: BTreeSet::new(),
             tenants: HashMap::new(),
             finished_before: BTreeSet::new(),
+            backing_off: 0,
+            suspended: 0,
         }
     }
 
@@ -266,7 +272,10 @@ impl<R> Scheduler<R> {
     ) {
         self.finished_before.extend(finished_above);
         for (tenant, next_probe) in suspended {
-            self.tenants.entry(tenant).or_default().next_probe = Some(next_probe);
+            let state = self.tenants.entry(tenant).or_default();
+            if state.next_probe.replace(next_probe).is_none() {
+                self.suspended += 1;
+            }
         }
     }
 
@@ -434,8 +443,14 @@ impl<R> Scheduler<R> {
     pub fn set_backing_off(&mut self, offset: i64, backing_off: bool) {
         if let Some(held) = self.held.get_mut(&offset)
             && held.started
+            && held.backing_off != backing_off
         {
             held.backing_off = backing_off;
+            if backing_off {
+                self.backing_off += 1;
+            } else {
+                self.backing_off -= 1;
+            }
         }
     }
 
@@ -449,6 +464,9 @@ impl<R> Scheduler<R> {
         }
         let held = self.held.remove(&offset).expect("looked up above");
         self.bytes -= held.bytes;
+        if held.backing_off {
+            self.backing_off -= 1;
+        }
         let was_lowest = self
             .held
             .first_key_value()
@@ -494,12 +512,16 @@ impl<R> Scheduler<R> {
     ) -> Option<SuspensionChange> {
         let suspend_after = self.settings.suspend_after;
         let probe_interval = self.settings.probe_interval;
+        let suspended = &mut self.suspended;
         let state = self.tenants.entry(tenant.clone()).or_default();
         let change = match ending {
             Ending::Delivered => {
                 state.consecutive_exhausted = 0;
-                state.next_probe.take().map(|_| SuspensionChange::Resumed {
-                    tenant: tenant.clone(),
+                state.next_probe.take().map(|_| {
+                    *suspended -= 1;
+                    SuspensionChange::Resumed {
+                        tenant: tenant.clone(),
+                    }
                 })
             }
             Ending::RetriesExhausted => {
@@ -509,6 +531,7 @@ impl<R> Scheduler<R> {
                     && state.next_probe.is_none())
                 .then(|| {
                     state.next_probe = Some(now + probe_interval);
+                    *suspended += 1;
                     SuspensionChange::Suspended {
                         tenant: tenant.clone(),
                         because: SuspendedBecause::ConsecutiveFailures(state.consecutive_exhausted),
@@ -541,6 +564,7 @@ impl<R> Scheduler<R> {
             return None;
         }
         state.next_probe = Some(now + self.settings.probe_interval);
+        self.suspended += 1;
         Some((tenant, offset))
     }
 
@@ -590,7 +614,12 @@ impl<R> Scheduler<R> {
 
     /// Records handed out and backing off between attempts.
     pub fn backing_off(&self) -> usize {
-        self.held.values().filter(|h| h.backing_off).count()
+        self.backing_off
+    }
+
+    /// Suspended tenants.
+    pub fn suspended_count(&self) -> usize {
+        self.suspended
     }
 
     /// Whether the lowest unfinished record is backing off: the committed

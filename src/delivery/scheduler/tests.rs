@@ -471,6 +471,10 @@ impl Model {
             assert!(span <= self.window as i64, "span {span} > {}", self.window);
         }
         assert_eq!(s.unfinished(), self.read as usize - self.finished.len());
+        // The counts kept as things change agree with a count from scratch.
+        let backing_off = s.held.values().filter(|h| h.backing_off).count();
+        assert_eq!(s.backing_off(), backing_off);
+        assert_eq!(s.suspended_count(), s.suspended().count());
     }
 }
 
