@@ -474,9 +474,9 @@ impl<R> Scheduler<R> {
         if was_lowest {
             // Everything finished below the new lowest unfinished record is
             // now covered by the committable offset.
-            match self.held.first_key_value() {
-                Some((&low, _)) => self.finished_ahead = self.finished_ahead.split_off(&low),
-                None => self.finished_ahead.clear(),
+            let low = self.held.first_key_value().map_or(i64::MAX, |(&low, _)| low);
+            while self.finished_ahead.first().is_some_and(|&o| o < low) {
+                self.finished_ahead.pop_first();
             }
         } else {
             self.finished_ahead.insert(offset);
