@@ -63,7 +63,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut progress = Progress::new();
     let finished = tokio::select! {
         result = async {
-            demo.produce(options.events).await?;
+            demo.produce(options.events, |p| progress.show(p)).await?;
             demo.wait_until_done(|p| progress.show(p)).await
         } => Some(result),
         _ = interrupted.cancelled() => None,
