@@ -4,13 +4,20 @@
 //! and runs the real replica, [`crate::delivery::runner::run`], against it.
 //!
 //! - [`scenario`]: the tenants, how each behaves, and the sample events.
-//! - [`receivers`]: the tenants' endpoints, which count what they receive.
+//! - [`receivers`]: the tenants' endpoints, which count what they receive
+//!   and when.
+//! - [`latency`]: what the timings say: each tenant's latency, and whether
+//!   the flaky tenant held back the tenants on its partition.
 //!
 //! Outcomes are counted without metrics: deliveries and failed attempts on
 //! the receivers' side, dead letters by reading the DLQ topic, and filtered
 //! events as what remains once the group's committed offsets have reached
-//! the end of every partition (each event then has a durable outcome).
+//! the end of every partition (each event then has a durable outcome). A
+//! delivery's latency runs from the moment its event was handed to the
+//! producer to the moment its receiver accepted it; a tenant's partition is
+//! the one its events' acknowledgements name.
 
+pub mod latency;
 pub mod receivers;
 pub mod scenario;
 
@@ -23,6 +30,7 @@ use secrecy::ExposeSecret as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use self::latency::{Isolation, Latency, TenantTimings};
 use self::receivers::Endpoints;
 use self::scenario::{DemoTenant, FLAKY_FAILURES, PARTIAL_SUBSCRIPTION, Role};
 use crate::config::{Config, ConfigError, Overrides};
@@ -140,17 +148,26 @@ pub struct TenantProgress {
 pub struct TenantSummary {
     pub tenant: String,
     pub role: Role,
+    /// The partition of the events topic its events went to.
+    pub partition: Option<i32>,
     pub produced: u64,
     pub delivered: u64,
     pub filtered: u64,
     pub dead_lettered: u64,
     pub retries: u64,
+    /// From produce to delivery, over its delivered events.
+    pub latency: Option<Latency>,
+    /// From its endpoint's first failed request to the first delivery it
+    /// accepted after it; `None` for an endpoint that never failed.
+    pub failing_for: Option<Duration>,
 }
 
 /// What the demo did, once every event reached its outcome.
 #[derive(Debug, Clone)]
 pub struct DemoSummary {
     pub tenants: Vec<TenantSummary>,
+    /// Whether the flaky tenant held back the tenants on its partition.
+    pub isolation: Option<Isolation>,
     /// One delivery as its receiver verified and decrypted it.
     pub sample: Option<serde_json::Value>,
     /// From start to the last outcome.
@@ -167,7 +184,12 @@ pub struct Demo {
     tenants: Vec<DemoTenant>,
     endpoints: Endpoints,
     producer: AckedProducer,
+    /// Per tenant, events produced.
     produced: Vec<u64>,
+    /// Per tenant, the partition its events went to (the key decides).
+    tenant_partitions: Vec<Option<i32>>,
+    /// When each event (by id) was handed to the producer.
+    sent_at: HashMap<String, Instant>,
     /// Per partition of the events topic, the offset after the last event
     /// produced: where the committed offset stands once all are done.
     ends: BTreeMap<i32, i64>,
@@ -236,6 +258,8 @@ impl Demo {
             topics,
             partitions: topology.events.partitions,
             produced: vec![0; tenants.len()],
+            tenant_partitions: vec![None; tenants.len()],
+            sent_at: HashMap::new(),
             tenants,
             endpoints,
             producer,
@@ -288,8 +312,9 @@ impl Demo {
                 async move {
                     tokio::time::sleep_until(due).await;
                     let key = ids[event.tenant].id.as_bytes();
+                    let sent = Instant::now();
                     let ack = producer.send(events, key, Some(&event.value)).await?;
-                    Ok::<_, ProduceError>((event.tenant, ack))
+                    Ok::<_, ProduceError>((event, sent, ack))
                 }
             })
             .buffer_unordered(PRODUCE_CONCURRENCY);
@@ -305,8 +330,10 @@ impl Demo {
                     continue;
                 }
             };
-            let (tenant, ack) = result?;
-            self.produced[tenant] += 1;
+            let (event, sent, ack) = result?;
+            self.produced[event.tenant] += 1;
+            self.tenant_partitions[event.tenant] = Some(ack.partition);
+            self.sent_at.insert(event.id, sent);
             let end = self.ends.entry(ack.partition).or_insert(0);
             *end = (*end).max(ack.offset + 1);
         }
@@ -436,12 +463,19 @@ impl Demo {
             .await?;
         drop(reader);
 
+        let latencies: Vec<Vec<Duration>> = self
+            .tenants
+            .iter()
+            .map(|tenant| self.latencies(&tenant.id))
+            .collect();
         let mut sample = None;
         let tenants = self
             .tenants
             .iter()
             .zip(&self.produced)
-            .map(|(tenant, &produced)| {
+            .zip(&self.tenant_partitions)
+            .zip(&latencies)
+            .map(|(((tenant, &produced), &partition), latencies)| {
                 let counts = self.endpoints.counts(&tenant.id);
                 let delivered = counts.map_or(0, |c| c.delivered());
                 let dead_lettered = dead_letters.get(&tenant.id).copied().unwrap_or(0);
@@ -451,19 +485,53 @@ impl Demo {
                 TenantSummary {
                     tenant: tenant.id.clone(),
                     role: tenant.role,
+                    partition,
                     produced,
                     delivered,
                     filtered: produced.saturating_sub(delivered + dead_lettered),
                     dead_lettered,
                     retries: counts.map_or(0, |c| c.failed()),
+                    latency: Latency::of(latencies),
+                    failing_for: counts.and_then(|c| c.failing_for()),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let isolation = tenants
+            .iter()
+            .find(|t| t.role == Role::Flaky)
+            .and_then(|flaky| {
+                let timings: Vec<TenantTimings<'_>> = tenants
+                    .iter()
+                    .zip(&latencies)
+                    .map(|(t, latencies)| TenantTimings {
+                        tenant: &t.tenant,
+                        partition: t.partition,
+                        latencies,
+                    })
+                    .collect();
+                Isolation::measure(&flaky.tenant, flaky.failing_for, &timings)
+            });
         Ok(DemoSummary {
             tenants,
+            isolation,
             sample,
             elapsed: self.started.elapsed(),
         })
+    }
+
+    /// Produce-to-delivery latency of each of `tenant`'s deliveries.
+    fn latencies(&self, tenant: &str) -> Vec<Duration> {
+        let Some(counts) = self.endpoints.counts(tenant) else {
+            return Vec::new();
+        };
+        counts
+            .delivery_times()
+            .into_iter()
+            .filter_map(|(id, delivered)| {
+                let sent = self.sent_at.get(&id)?;
+                Some(delivered.saturating_duration_since(*sent))
+            })
+            .collect()
     }
 }
 
