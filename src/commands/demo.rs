@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
 use crate::config::LogFormat;
+use crate::demo::latency::short;
 use crate::demo::{Demo, DemoOptions, DemoSummary, TenantProgress};
 use crate::telemetry;
 
@@ -63,7 +64,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut progress = Progress::new();
     let finished = tokio::select! {
         result = async {
-            demo.produce(options.events).await?;
+            demo.produce(options.events, |p| progress.show(p)).await?;
             demo.wait_until_done(|p| progress.show(p)).await
         } => Some(result),
         _ = interrupted.cancelled() => None,
@@ -194,20 +195,23 @@ fn progress_line(tenants: &[TenantProgress]) -> String {
     )
 }
 
-/// The summary printed on stdout: one row per tenant, a total, and the
-/// sample delivery.
+/// The summary printed on stdout: one row per tenant, a total, whether the
+/// flaky tenant held back its partition-mates, and the sample delivery.
 pub fn render_summary(summary: &DemoSummary) -> String {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
         .set_header([
             "TENANT",
+            "PARTITION",
             "BEHAVIOUR",
             "PRODUCED",
             "DELIVERED",
             "FILTERED",
             "DEAD-LETTERED",
             "RETRIES",
+            "LATENCY P50",
+            "MAX",
         ]);
     let mut total = [0u64; 5];
     for t in &summary.tenants {
@@ -221,14 +225,20 @@ pub fn render_summary(summary: &DemoSummary) -> String {
         for (sum, n) in total.iter_mut().zip(numbers) {
             *sum += n;
         }
-        let mut row = vec![t.tenant.clone(), t.role.describe()];
+        let partition = t.partition.map_or_else(String::new, |p| p.to_string());
+        let mut row = vec![t.tenant.clone(), partition, t.role.describe()];
         row.extend(numbers.iter().map(u64::to_string));
+        row.extend(match t.latency {
+            Some(latency) => [short(latency.p50), short(latency.max)],
+            None => ["-".to_string(), "-".to_string()],
+        });
         table.add_row(row);
     }
-    let mut row = vec!["total".to_string(), String::new()];
+    let mut row = vec!["total".to_string(), String::new(), String::new()];
     row.extend(total.iter().map(u64::to_string));
     table.add_row(row);
-    right_align_numbers(&mut table, 2..7);
+    right_align_numbers(&mut table, 1..2);
+    right_align_numbers(&mut table, 3..10);
 
     let mut out = String::new();
     let _ = writeln!(
@@ -240,6 +250,13 @@ pub fn render_summary(summary: &DemoSummary) -> String {
         summary.elapsed.as_secs_f64()
     );
     let _ = writeln!(out, "{table}");
+    let _ = writeln!(
+        out,
+        "\nLatency: from an event's produce to its delivery, as its receiver saw it."
+    );
+    if let Some(isolation) = &summary.isolation {
+        let _ = writeln!(out, "{isolation}");
+    }
     if let Some(sample) = &summary.sample {
         let tenant = sample["tenant"].as_str().unwrap_or("a tenant");
         let _ = writeln!(

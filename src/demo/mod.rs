@@ -4,13 +4,20 @@
 //! and runs the real replica, [`crate::delivery::runner::run`], against it.
 //!
 //! - [`scenario`]: the tenants, how each behaves, and the sample events.
-//! - [`receivers`]: the tenants' endpoints, which count what they receive.
+//! - [`receivers`]: the tenants' endpoints, which count what they receive
+//!   and when.
+//! - [`latency`]: what the timings say: each tenant's latency, and whether
+//!   the flaky tenant held back the tenants on its partition.
 //!
 //! Outcomes are counted without metrics: deliveries and failed attempts on
 //! the receivers' side, dead letters by reading the DLQ topic, and filtered
 //! events as what remains once the group's committed offsets have reached
-//! the end of every partition (each event then has a durable outcome).
+//! the end of every partition (each event then has a durable outcome). A
+//! delivery's latency runs from the moment its event was handed to the
+//! producer to the moment its receiver accepted it; a tenant's partition is
+//! the one its events' acknowledgements name.
 
+pub mod latency;
 pub mod receivers;
 pub mod scenario;
 
@@ -23,6 +30,7 @@ use secrecy::ExposeSecret as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use self::latency::{Isolation, Latency, TenantTimings};
 use self::receivers::Endpoints;
 use self::scenario::{DemoTenant, FLAKY_FAILURES, PARTIAL_SUBSCRIPTION, Role};
 use crate::config::{Config, ConfigError, Overrides};
@@ -56,11 +64,24 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// Events produced concurrently (each send still waits for its ack).
 const PRODUCE_CONCURRENCY: usize = 64;
 
+/// The sample events are produced evenly over this long rather than all at
+/// once, as events arrive in production: a tenant's latency then measures
+/// delivery, not its place in a burst (its events are delivered one at a
+/// time). Shorter than the flaky tenant's failures (at least 1.75 s with the
+/// backoffs of [`DEMO_SETTINGS`]), so that its partition-mate's events all
+/// arrive while they last.
+const PRODUCE_SPREAD: Duration = Duration::from_millis(1500);
+
 /// The settings that make the demo quick: short backoffs and timeouts, and
 /// the local receivers allowed as destinations. Everything else is the
 /// shipped default.
-const DEMO_SETTINGS: [(&str, &str); 8] = [
+const DEMO_SETTINGS: [(&str, &str); 9] = [
     ("HOOKLINE__KAFKA__GROUP_ID", "hookline-demo"),
+    // The mock cluster answers a fetch with nothing new only after this
+    // wait, even when records arrive meanwhile (a broker answers as soon as
+    // they do); at librdkafka's 500 ms it would dominate every latency the
+    // summary shows.
+    ("HOOKLINE__KAFKA__PROPERTIES__FETCH.WAIT.MAX.MS", "20"),
     ("HOOKLINE__KAFKA__SESSION_TIMEOUT", "10s"),
     ("HOOKLINE__KAFKA__DRAIN_TIMEOUT", "5s"),
     ("HOOKLINE__DELIVERY__TIMEOUT", "5s"),
@@ -127,17 +148,26 @@ pub struct TenantProgress {
 pub struct TenantSummary {
     pub tenant: String,
     pub role: Role,
+    /// The partition of the events topic its events went to.
+    pub partition: Option<i32>,
     pub produced: u64,
     pub delivered: u64,
     pub filtered: u64,
     pub dead_lettered: u64,
     pub retries: u64,
+    /// From produce to delivery, over its delivered events.
+    pub latency: Option<Latency>,
+    /// From its endpoint's first failed request to the first delivery it
+    /// accepted after it; `None` for an endpoint that never failed.
+    pub failing_for: Option<Duration>,
 }
 
 /// What the demo did, once every event reached its outcome.
 #[derive(Debug, Clone)]
 pub struct DemoSummary {
     pub tenants: Vec<TenantSummary>,
+    /// Whether the flaky tenant held back the tenants on its partition.
+    pub isolation: Option<Isolation>,
     /// One delivery as its receiver verified and decrypted it.
     pub sample: Option<serde_json::Value>,
     /// From start to the last outcome.
@@ -154,7 +184,12 @@ pub struct Demo {
     tenants: Vec<DemoTenant>,
     endpoints: Endpoints,
     producer: AckedProducer,
+    /// Per tenant, events produced.
     produced: Vec<u64>,
+    /// Per tenant, the partition its events went to (the key decides).
+    tenant_partitions: Vec<Option<i32>>,
+    /// When each event (by id) was handed to the producer.
+    sent_at: HashMap<String, Instant>,
     /// Per partition of the events topic, the offset after the last event
     /// produced: where the committed offset stands once all are done.
     ends: BTreeMap<i32, i64>,
@@ -223,6 +258,8 @@ impl Demo {
             topics,
             partitions: topology.events.partitions,
             produced: vec![0; tenants.len()],
+            tenant_partitions: vec![None; tenants.len()],
+            sent_at: HashMap::new(),
             tenants,
             endpoints,
             producer,
@@ -254,27 +291,49 @@ impl Demo {
     }
 
     /// Produces the next `count` sample events, round-robin over the
-    /// tenants, and returns once all are acknowledged.
-    pub async fn produce(&mut self, count: u64) -> Result<(), DemoError> {
+    /// tenants and spread evenly over [`PRODUCE_SPREAD`], calling
+    /// `on_progress` every [`TICK`]; returns once all are acknowledged.
+    pub async fn produce(
+        &mut self,
+        count: u64,
+        mut on_progress: impl FnMut(&[TenantProgress]),
+    ) -> Result<(), DemoError> {
         let first = self.next_event;
         self.next_event += count;
         let tenants = self.tenants.len();
         let events = &self.topics.events;
         let producer = &self.producer;
         let ids = &self.tenants;
-        let mut acks = futures::stream::iter(first..first + count)
-            .map(|n| {
-                let event = scenario::event(n, tenants);
+        let start = tokio::time::Instant::now();
+        let mut acks = futures::stream::iter(0..count)
+            .map(|i| {
+                let event = scenario::event(first + i, tenants);
+                let due = start + PRODUCE_SPREAD.mul_f64(i as f64 / count as f64);
                 async move {
+                    tokio::time::sleep_until(due).await;
                     let key = ids[event.tenant].id.as_bytes();
+                    let sent = Instant::now();
                     let ack = producer.send(events, key, Some(&event.value)).await?;
-                    Ok::<_, ProduceError>((event.tenant, ack))
+                    Ok::<_, ProduceError>((event, sent, ack))
                 }
             })
             .buffer_unordered(PRODUCE_CONCURRENCY);
-        while let Some(result) = acks.next().await {
-            let (tenant, ack) = result?;
-            self.produced[tenant] += 1;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            let result = tokio::select! {
+                result = acks.next() => match result {
+                    Some(result) => result,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    on_progress(&self.progress());
+                    continue;
+                }
+            };
+            let (event, sent, ack) = result?;
+            self.produced[event.tenant] += 1;
+            self.tenant_partitions[event.tenant] = Some(ack.partition);
+            self.sent_at.insert(event.id, sent);
             let end = self.ends.entry(ack.partition).or_insert(0);
             *end = (*end).max(ack.offset + 1);
         }
@@ -341,7 +400,7 @@ impl Demo {
             if self.replica.is_finished() {
                 return Err(DemoError::ReplicaGone);
             }
-            self.produce(1).await?;
+            self.produce(1, |_| {}).await?;
             on_progress(&self.progress());
         }
     }
@@ -404,12 +463,19 @@ impl Demo {
             .await?;
         drop(reader);
 
+        let latencies: Vec<Vec<Duration>> = self
+            .tenants
+            .iter()
+            .map(|tenant| self.latencies(&tenant.id))
+            .collect();
         let mut sample = None;
         let tenants = self
             .tenants
             .iter()
             .zip(&self.produced)
-            .map(|(tenant, &produced)| {
+            .zip(&self.tenant_partitions)
+            .zip(&latencies)
+            .map(|(((tenant, &produced), &partition), latencies)| {
                 let counts = self.endpoints.counts(&tenant.id);
                 let delivered = counts.map_or(0, |c| c.delivered());
                 let dead_lettered = dead_letters.get(&tenant.id).copied().unwrap_or(0);
@@ -419,19 +485,53 @@ impl Demo {
                 TenantSummary {
                     tenant: tenant.id.clone(),
                     role: tenant.role,
+                    partition,
                     produced,
                     delivered,
                     filtered: produced.saturating_sub(delivered + dead_lettered),
                     dead_lettered,
                     retries: counts.map_or(0, |c| c.failed()),
+                    latency: Latency::of(latencies),
+                    failing_for: counts.and_then(|c| c.failing_for()),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let isolation = tenants
+            .iter()
+            .find(|t| t.role == Role::Flaky)
+            .and_then(|flaky| {
+                let timings: Vec<TenantTimings<'_>> = tenants
+                    .iter()
+                    .zip(&latencies)
+                    .map(|(t, latencies)| TenantTimings {
+                        tenant: &t.tenant,
+                        partition: t.partition,
+                        latencies,
+                    })
+                    .collect();
+                Isolation::measure(&flaky.tenant, flaky.failing_for, &timings)
+            });
         Ok(DemoSummary {
             tenants,
+            isolation,
             sample,
             elapsed: self.started.elapsed(),
         })
+    }
+
+    /// Produce-to-delivery latency of each of `tenant`'s deliveries.
+    fn latencies(&self, tenant: &str) -> Vec<Duration> {
+        let Some(counts) = self.endpoints.counts(tenant) else {
+            return Vec::new();
+        };
+        counts
+            .delivery_times()
+            .into_iter()
+            .filter_map(|(id, delivered)| {
+                let sent = self.sent_at.get(&id)?;
+                Some(delivered.saturating_duration_since(*sent))
+            })
+            .collect()
     }
 }
 
@@ -439,10 +539,10 @@ impl Demo {
 /// plain `hookline demo` do.
 pub async fn run(
     options: &DemoOptions,
-    on_progress: impl FnMut(&[TenantProgress]),
+    mut on_progress: impl FnMut(&[TenantProgress]),
 ) -> Result<DemoSummary, DemoError> {
     let mut demo = Demo::start(options).await?;
-    let result = match demo.produce(options.events).await {
+    let result = match demo.produce(options.events, &mut on_progress).await {
         Ok(()) => demo.wait_until_done(on_progress).await,
         Err(e) => Err(e),
     };

@@ -1,15 +1,16 @@
 //! The tenants' endpoints: one per tenant on 127.0.0.1 (port 0), each the
 //! [`crate::receiver::server`] that `hookline receive` serves, verifying and
 //! decrypting with that tenant's secret and private key, and counting what
-//! it saw. Counting on the receivers' side means the demo needs no metrics
-//! to report deliveries and retries.
+//! it saw and when. Counting on the receivers' side means the demo needs no
+//! metrics to report deliveries, retries and latencies.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -25,12 +26,15 @@ use crate::receiver::server::{self, Output};
 /// What one tenant's endpoint has seen so far.
 #[derive(Default)]
 pub struct EndpointCounts {
-    /// Ids of the deliveries verified, decrypted and acknowledged. A set, so
-    /// that a redelivery (at-least-once) is not counted twice.
-    delivered: Mutex<HashSet<String>>,
+    /// Ids of the deliveries verified, decrypted and acknowledged, with when
+    /// each first arrived. A redelivery (at-least-once) is neither counted
+    /// twice nor moves the time.
+    delivered: Mutex<HashMap<String, Instant>>,
     /// Requests answered with anything but 2xx; each makes hookline retry
     /// (or, after the last attempt, dead-letter).
     failed: AtomicU64,
+    /// When the first of them was answered.
+    first_failure: OnceLock<Instant>,
     /// The first delivery as the receiver printed it (verified, decrypted).
     first: Mutex<Option<serde_json::Value>>,
 }
@@ -42,6 +46,26 @@ impl EndpointCounts {
 
     pub fn failed(&self) -> u64 {
         self.failed.load(Relaxed)
+    }
+
+    /// Every delivery's id and when it arrived.
+    pub fn delivery_times(&self) -> Vec<(String, Instant)> {
+        lock(&self.delivered)
+            .iter()
+            .map(|(id, at)| (id.clone(), *at))
+            .collect()
+    }
+
+    /// How long the endpoint failed: from its first failed request to the
+    /// first delivery it accepted after it. `None` when it never failed, or
+    /// has not recovered yet.
+    pub fn failing_for(&self) -> Option<Duration> {
+        let failed_at = *self.first_failure.get()?;
+        lock(&self.delivered)
+            .values()
+            .filter(|&&at| at > failed_at)
+            .min()
+            .map(|at| at.duration_since(failed_at))
     }
 
     pub fn first_delivery(&self) -> Option<serde_json::Value> {
@@ -120,6 +144,7 @@ async fn gate_request(State(gate): State<Arc<Gate>>, request: Request, next: Nex
         next.run(request).await
     };
     if !response.status().is_success() {
+        gate.counts.first_failure.get_or_init(Instant::now);
         gate.counts.failed.fetch_add(1, Relaxed);
     }
     response
@@ -139,7 +164,9 @@ impl Write for Recorder {
             let line: Vec<u8> = self.line.drain(..=end).collect();
             let delivery: serde_json::Value = serde_json::from_slice(&line)?;
             if let Some(id) = delivery["webhook_id"].as_str() {
-                lock(&self.counts.delivered).insert(id.to_string());
+                lock(&self.counts.delivered)
+                    .entry(id.to_string())
+                    .or_insert_with(Instant::now);
             }
             lock(&self.counts.first).get_or_insert(delivery);
         }

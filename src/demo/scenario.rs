@@ -21,8 +21,17 @@ pub const PARTIAL_SUBSCRIPTION: &str = "order.*";
 pub const FLAKY_FAILURES: u32 = 6;
 
 /// Tenant names, in order; more tenants than names are numbered.
+///
+/// The names place the tenants on partitions: events are keyed by tenant
+/// id, and the producer's partitioner (librdkafka's default,
+/// `consistent_random`) puts a key on CRC-32(key) mod 12, the partitions of
+/// the embedded topology's events topic. "acme" and "stark" both land on
+/// partition 2, so the flaky tenant shares its partition with a healthy
+/// one; "initech" and "umbrella" land on 0 and 6. The demo reads the
+/// partitions back from the produce acknowledgements rather than trusting
+/// this comment, and its test checks that the two still share one.
 const NAMES: [&str; 8] = [
-    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka",
+    "acme", "stark", "initech", "umbrella", "hooli", "globex", "wayne", "wonka",
 ];
 
 /// How a tenant and its receiver behave in the demo.
@@ -58,7 +67,8 @@ pub struct DemoTenant {
 }
 
 /// The tenants for `count`: the first four show one behaviour each, the
-/// rest are healthy.
+/// rest are healthy. The first (healthy) and the second (flaky) share a
+/// partition; see [`NAMES`].
 pub fn tenants(count: usize) -> Vec<DemoTenant> {
     (0..count)
         .map(|i| DemoTenant {
@@ -80,6 +90,8 @@ pub fn tenants(count: usize) -> Vec<DemoTenant> {
 #[derive(Debug, Clone)]
 pub struct SampleEvent {
     pub tenant: usize,
+    /// The event's `id`, which its delivery carries as `webhook-id`.
+    pub id: String,
     pub event_type: &'static str,
     pub value: Vec<u8>,
 }
@@ -98,13 +110,15 @@ pub fn event(n: u64, tenants: usize) -> SampleEvent {
         "invoice.issued" => json!({"invoice": format!("INV-{:05}", n), "due_days": 30}),
         _ => json!({"customer": format!("cus_{:04}", n % 97), "changed": ["email"]}),
     };
+    let id = format!("demo_{n:06}");
     let value = json!({
-        "id": format!("demo_{n:06}"),
+        "id": id,
         "type": event_type,
         "data": data,
     });
     SampleEvent {
         tenant,
+        id,
         event_type,
         // Serialising a `serde_json::Value` cannot fail.
         value: serde_json::to_vec(&value).expect("a JSON value serialises"),
@@ -152,5 +166,6 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_slice(&partial[0].value).unwrap();
         assert_eq!(value["id"], "demo_000002");
+        assert_eq!(partial[0].id, "demo_000002");
     }
 }
