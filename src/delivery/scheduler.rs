@@ -474,7 +474,10 @@ impl<R> Scheduler<R> {
         if was_lowest {
             // Everything finished below the new lowest unfinished record is
             // now covered by the committable offset.
-            let low = self.held.first_key_value().map_or(i64::MAX, |(&low, _)| low);
+            let low = self
+                .held
+                .first_key_value()
+                .map_or(i64::MAX, |(&low, _)| low);
             while self.finished_ahead.first().is_some_and(|&o| o < low) {
                 self.finished_ahead.pop_first();
             }
