@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 
 use crate::support::replica::{Replica, TestTenant, create_topics, replica_config};
 use crate::support::{Broker, Received, Receiver, Record};
@@ -349,6 +350,147 @@ async fn records_finished_above_a_stuck_one_are_not_delivered_again_after_a_rest
         .filter_map(|r| r.header("webhook-id"))
         .collect();
     assert!(stuck.iter().all(|id| *id == "stuck-0"));
+    replica.stop().await;
+}
+
+/// The requests on `path`, in arrival order.
+fn on_path<'a>(received: &'a [Received], path: &str) -> Vec<&'a Received> {
+    received.iter().filter(|r| r.path == path).collect()
+}
+
+fn ids<'a>(requests: &[&'a Received]) -> Vec<&'a str> {
+    requests
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_tenant_is_spaced_and_its_partition_mate_is_not() {
+    let broker = Broker::new("rate-limit");
+    let topics = create_topics(&broker, 1).await;
+    let receiver = Receiver::ok().await;
+    let limited = TestTenant::new("limited");
+    let mut record = limited.record(&receiver.url("/limited"));
+    record["rate_limit"] = serde_json::json!(2);
+    limited.register(&broker, &topics, &record).await;
+    register(&broker, &topics, &receiver, &["mate"]).await;
+    let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
+
+    // Interleaved on one partition: the mate's events sit between the
+    // limited tenant's.
+    let count = 10;
+    for n in 0..count {
+        produce(
+            &broker,
+            &topics.events,
+            0,
+            "limited",
+            &format!("limited-{n}"),
+        )
+        .await;
+        produce(&broker, &topics.events, 0, "mate", &format!("mate-{n}")).await;
+    }
+    let received = receiver.wait_for(2 * count, Duration::from_secs(60)).await;
+    let limited = on_path(&received, "/limited");
+    let mate = on_path(&received, "/mate");
+    let expected =
+        |tenant: &str| -> Vec<String> { (0..count).map(|n| format!("{tenant}-{n}")).collect() };
+    assert_eq!(
+        ids(&limited),
+        expected("limited"),
+        "the limited tenant's order"
+    );
+    assert_eq!(ids(&mate), expected("mate"), "the mate's order");
+
+    // 2 events/s: starts at least 500 ms apart. The spacing is kept
+    // between the starts of two deliveries; the tolerance covers the time
+    // from a start to the request's arrival, a few milliseconds on an idle
+    // machine but above a hundred on a loaded one (the receiver shares the
+    // test's runtime with the replica).
+    let interval = Duration::from_millis(500);
+    let tolerance = Duration::from_millis(150);
+    for pair in limited.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap + tolerance >= interval,
+            "{:?} arrived {gap:?} after the one before",
+            pair[1].header("webhook-id")
+        );
+    }
+    let span = limited[count - 1].at - limited[0].at;
+    assert!(
+        span + tolerance >= interval * (count as u32 - 1),
+        "{count} events of a tenant limited to 2/s within {span:?}"
+    );
+    let last_limited = limited[count - 1].at;
+    assert!(
+        mate.iter().all(|r| r.at < last_limited),
+        "the mate's events were spaced by the other tenant's limit"
+    );
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_on_a_429_holds_back_only_its_tenant() {
+    let broker = Broker::new("retry-after");
+    let topics = create_topics(&broker, 1).await;
+    let throttled_once = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::responding(
+        Duration::ZERO,
+        Arc::new({
+            let throttled_once = throttled_once.clone();
+            move |_, request| {
+                if request.path == "/throttled" && !throttled_once.swap(true, Ordering::SeqCst) {
+                    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")]).into_response()
+                } else {
+                    StatusCode::OK.into_response()
+                }
+            }
+        }),
+    )
+    .await;
+    register(&broker, &topics, &receiver, &["throttled", "mate"]).await;
+    // Retry-After is honoured up to max_backoff; the backoff of its own
+    // would be 25 to 50 ms.
+    let config = replica_config(
+        &broker,
+        &[
+            ("DELIVERY__INITIAL_BACKOFF", "50ms"),
+            ("DELIVERY__MAX_BACKOFF", "10s"),
+        ],
+    );
+    let replica = Replica::start(config, &topics).await;
+    produce(&broker, &topics.events, 0, "throttled", "throttled-0").await;
+    produce(&broker, &topics.events, 0, "throttled", "throttled-1").await;
+    receiver.wait_for(1, Duration::from_secs(30)).await;
+    // The mate's events come after the throttled tenant's on the
+    // partition, produced once the 429 was answered.
+    let count = 10;
+    for n in 0..count {
+        produce(&broker, &topics.events, 0, "mate", &format!("mate-{n}")).await;
+    }
+
+    let received = receiver.wait_for(3 + count, Duration::from_secs(60)).await;
+    let throttled = on_path(&received, "/throttled");
+    assert_eq!(
+        ids(&throttled),
+        ["throttled-0", "throttled-0", "throttled-1"],
+        "the throttled event again, then its successor"
+    );
+    let (refused, retried) = (throttled[0].at, throttled[1].at);
+    assert!(
+        retried - refused >= Duration::from_secs(2),
+        "retried {:?} after a 429 with Retry-After: 2",
+        retried - refused
+    );
+    let mate = on_path(&received, "/mate");
+    let expected: Vec<String> = (0..count).map(|n| format!("mate-{n}")).collect();
+    assert_eq!(ids(&mate), expected, "the mate's order");
+    assert!(
+        mate.iter().all(|r| r.at < retried),
+        "the mate's events waited for the throttled tenant's Retry-After"
+    );
     replica.stop().await;
 }
 
