@@ -393,7 +393,8 @@ async fn a_second_replica_takes_over_without_loss_or_reordering() {
     let first = Replica::start(replica_config(&broker, &[]), &topics).await;
 
     let mut produced_by_tenant: HashMap<String, Vec<String>> = HashMap::new();
-    let produce = async |range: std::ops::Range<u32>, produced: &mut HashMap<String, Vec<String>>| {
+    let produce = async |range: std::ops::Range<u32>,
+                         produced: &mut HashMap<String, Vec<String>>| {
         for n in range {
             let tenant = &tenants[(n % 8) as usize];
             let id = format!("{}-{n}", tenant.id);

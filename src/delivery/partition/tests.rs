@@ -620,7 +620,11 @@ fn a_partitions_gauges_add_up_while_it_runs_and_return_to_zero_after() {
         scheduler.finish(0, Ending::Delivered, now);
         gauges.set(&scheduler, false);
         assert_eq!(value(metrics::TENANTS_BACKING_OFF), 1.0);
-        assert_eq!(value(metrics::PARTITIONS_BACKING_OFF), 1.0, "b is now the lowest");
+        assert_eq!(
+            value(metrics::PARTITIONS_BACKING_OFF),
+            1.0,
+            "b is now the lowest"
+        );
         assert_eq!(value(metrics::PARTITIONS_WINDOW_FULL), 0.0);
         drop(gauges);
         assert_eq!(value(metrics::TENANTS_BACKING_OFF), 0.0);
