@@ -663,3 +663,94 @@ impl ValueId for Record {
         Some(&rest[..rest.find('"')?])
     }
 }
+
+/// Regression: a record that failed once while its partition's window was
+/// full (any backlog longer than the window) got its tenant suspended, so
+/// that the rest of a healthy tenant's events went to the dead-letter topic
+/// as `tenant_suspended`, in either order. The window suspends a tenant
+/// only when nothing but failing tenants' records keeps it full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_key_order_a_failure_in_a_full_window_suspends_no_one() {
+    a_failure_in_a_full_window_suspends_no_one("key").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_partition_order_a_failure_in_a_full_window_suspends_no_one() {
+    a_failure_in_a_full_window_suspends_no_one("partition").await;
+}
+
+async fn a_failure_in_a_full_window_suspends_no_one(ordering: &str) {
+    let broker = Broker::new(&format!("full-window-{ordering}"));
+    let topics = create_topics(&broker, 1).await;
+    // The first event fails on its first attempt, while the window is
+    // full of the backlog.
+    let failed = Arc::new(AtomicBool::new(false));
+    let receiver = Receiver::slow(
+        Duration::from_millis(20),
+        Arc::new({
+            let failed = failed.clone();
+            move |_, request| {
+                if request.header("webhook-id") == Some("a-00")
+                    && !failed.swap(true, Ordering::SeqCst)
+                {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    )
+    .await;
+    register(&broker, &topics, &receiver, &["a", "b"]).await;
+    // A backlog ten times the window, the two tenants alternating.
+    let count = 100;
+    for n in 0..count {
+        let tenant = ["a", "b"][n % 2];
+        produce(
+            &broker,
+            &topics.events,
+            0,
+            tenant,
+            &format!("{tenant}-{n:02}"),
+        )
+        .await;
+    }
+    let config = replica_config(
+        &broker,
+        &[
+            ("DELIVERY__ORDERING", ordering),
+            ("DELIVERY__PARTITION_WINDOW", "10"),
+        ],
+    );
+    let replica = Replica::start(config, &topics).await;
+    let retries = 1;
+    let received = receiver
+        .wait_for(count + retries, Duration::from_secs(60))
+        .await;
+    let dead = broker
+        .consume(&topics.dlq, count, Duration::from_secs(2))
+        .await;
+    let letters: Vec<(Option<&str>, Option<&str>)> = dead
+        .iter()
+        .map(|r| (r.value_id(), r.header("dlq.reason")))
+        .collect();
+    assert!(letters.is_empty(), "dead-lettered: {letters:?}");
+    assert_eq!(
+        received.len(),
+        count + retries,
+        "every event delivered, the first on its second attempt"
+    );
+    let delivered = delivered_by_tenant(&received, |_| true);
+    for (tenant, first) in [("a", 0), ("b", 1)] {
+        let expected: Vec<String> = (first..count)
+            .step_by(2)
+            .map(|n| format!("{tenant}-{n:02}"))
+            .collect();
+        assert_eq!(
+            delivered[&format!("/{tenant}")],
+            expected,
+            "{tenant}'s order"
+        );
+    }
+    replica.stop().await;
+}
