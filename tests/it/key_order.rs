@@ -10,28 +10,12 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use crate::support::receiver::delivered_by_tenant;
 use crate::support::replica::{Replica, TestTenant, create_topics, replica_config};
 use crate::support::{Broker, Received, Receiver, Record};
 
 fn event(id: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"id": id, "type": "x", "data": {}})).unwrap()
-}
-
-/// Successful deliveries by tenant (the path of its URL), in arrival order,
-/// each id once.
-fn delivered_by_tenant(
-    received: &[Received],
-    ok: impl Fn(&Received) -> bool,
-) -> HashMap<String, Vec<String>> {
-    let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
-    for request in received.iter().filter(|r| ok(r)) {
-        let id = request.header("webhook-id").unwrap().to_string();
-        let ids = by_tenant.entry(request.path.clone()).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    by_tenant
 }
 
 async fn register(

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use hookline::delivery::runner::Topics;
 
 use crate::support::process::Spawned;
+use crate::support::receiver::delivered_by_tenant;
 use crate::support::replica::{TestTenant, topic_names, write_topology};
 use crate::support::{Broker, Received, Receiver, hookline};
 
@@ -310,16 +311,13 @@ async fn a_replica_killed_with_a_backlog_in_its_windows_loses_nothing_and_keeps_
         unknown.is_empty(),
         "ids never produced: {unknown:?}; {report}"
     );
+    let arrived = delivered_by_tenant(&received, |_| true);
     for (tenant, ids) in &produced {
-        let path = format!("/{tenant}");
-        let mut seen = HashSet::new();
-        let arrived: Vec<&str> = received
-            .iter()
-            .filter(|r| r.path == path)
-            .filter_map(|r| r.header("webhook-id"))
-            .filter(|id| seen.insert(*id))
-            .collect();
-        assert_eq!(arrived, *ids, "{tenant}'s order; {report}");
+        assert_eq!(
+            arrived[&format!("/{tenant}")],
+            *ids,
+            "{tenant}'s order; {report}"
+        );
     }
     let dead = broker.consume(&topics.dlq, 1, Duration::from_secs(2)).await;
     assert!(dead.is_empty(), "nothing should be dead-lettered; {report}");

@@ -151,6 +151,23 @@ impl Receiver {
     }
 }
 
+/// The requests that `ok` accepts, by tenant (the path of its URL): ids in
+/// arrival order, each once.
+pub fn delivered_by_tenant(
+    received: &[Received],
+    ok: impl Fn(&Received) -> bool,
+) -> std::collections::HashMap<String, Vec<String>> {
+    let mut by_tenant: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for request in received.iter().filter(|r| ok(r)) {
+        let id = request.header("webhook-id").unwrap().to_string();
+        let ids = by_tenant.entry(request.path.clone()).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    by_tenant
+}
+
 fn status_only(behaviour: Behaviour) -> Responder {
     Arc::new(move |count, request| behaviour(count, request).into_response())
 }
