@@ -62,8 +62,9 @@ test: up ## Run unit, integration and interoperability tests against the local s
 	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 .PHONY: soak
-soak: up ## Full chaos run: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart; a 60 s broker outage
+soak: up ## Full chaos run in key and in partition order: 3 replicas, 50 tenants, 50,000 events, kills, a freeze, a broker restart; a 60 s broker outage
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it soak -- --nocapture
+	HOOKLINE_SOAK=full HOOKLINE_SOAK_ORDERING=partition $(CARGO) test --release --test it soak -- --nocapture
 	HOOKLINE_SOAK=full $(CARGO) test --release --test it outage:: -- --nocapture
 
 .PHONY: fuzz

@@ -426,9 +426,10 @@ where
         self.scheduler.settings().probe_interval
     }
 
-    /// A tenant backing off while the window is full would hold the whole
-    /// partition for as long as its endpoint fails: it is suspended, and
-    /// its record waiting for an attempt is dead-lettered at once.
+    /// A tenant backing off while its backlog fills the window would hold
+    /// the whole partition for as long as its endpoint fails: it is
+    /// suspended, and its record waiting for an attempt is dead-lettered at
+    /// once.
     fn suspend_window_holder(&mut self) {
         if let Some((tenant, offset)) = self.scheduler.suspend_window_holder(Instant::now()) {
             self.log_suspension(&SuspensionChange::Suspended {

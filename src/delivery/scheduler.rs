@@ -24,7 +24,7 @@
 //! passes the time in, so that a property test can drive it with random
 //! arrivals and outcomes and check its invariants.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -549,10 +549,15 @@ impl<R> Scheduler<R> {
         change
     }
 
-    /// When the window is full and the tenant of its lowest record is
-    /// backing off, that tenant would hold the partition for as long as
-    /// its endpoint fails: it is suspended. Returns the tenant and the
-    /// offset of its record in flight, whose backoff should end at once.
+    /// When the window is full, the tenant of its lowest record is backing
+    /// off, and the window holds nothing unfinished but the records of
+    /// tenants that are backing off, failing tenants' backlogs fill the
+    /// window: the lowest one's tenant would hold the partition for as long
+    /// as its endpoint fails, and is suspended. While any other tenant's
+    /// records are still unfinished, the window is merely full of a backlog
+    /// (in partition order it always is, reading ahead), and a failed
+    /// attempt waits for its retry like any other. Returns the tenant and
+    /// the offset of its record in flight, whose backoff should end at once.
     pub fn suspend_window_holder(&mut self, now: Instant) -> Option<(Key, i64)> {
         if self.has_room() || self.settings.suspend_after == 0 {
             return None;
@@ -562,6 +567,19 @@ impl<R> Scheduler<R> {
             return None;
         }
         let tenant = held.key.clone()?;
+        let failing: HashSet<&Key> = self
+            .held
+            .values()
+            .filter(|h| h.backing_off)
+            .filter_map(|h| h.key.as_ref())
+            .collect();
+        let others_unfinished = self
+            .held
+            .values()
+            .any(|h| h.key.as_ref().is_none_or(|key| !failing.contains(key)));
+        if others_unfinished {
+            return None;
+        }
         let state = self.tenants.entry(tenant.clone()).or_default();
         if state.next_probe.is_some() {
             return None;

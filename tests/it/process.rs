@@ -1,13 +1,18 @@
 //! The real binary: commands end to end, and a replica killed with SIGKILL
 //! mid-stream.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+use hookline::delivery::runner::Topics;
+
 use crate::support::process::Spawned;
+use crate::support::receiver::delivered_by_tenant;
 use crate::support::replica::{TestTenant, topic_names, write_topology};
-use crate::support::{Broker, Receiver, hookline};
+use crate::support::{Broker, Received, Receiver, hookline};
 
 /// A `hookline` command for this test: its topology, its group, loopback
 /// destinations allowed, quick retries.
@@ -25,6 +30,31 @@ fn command(broker: &Broker, topology: &std::path::Path) -> Command {
     command
 }
 
+/// Topics named for this test, created by `setup-topics` with
+/// `partitions` partitions, and the topology file naming them.
+fn set_up_topics(
+    broker: &Broker,
+    dir: &std::path::Path,
+    partitions: u32,
+) -> (Topics, std::path::PathBuf) {
+    let topics = topic_names(broker);
+    let topology = write_topology(dir, &topics, partitions);
+    let (code, _, stderr) = output(command(broker, &topology), &["setup-topics"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    (topics, topology)
+}
+
+/// `hookline run` for this test, once it has started.
+async fn start_replica(broker: &Broker, topology: &std::path::Path) -> Spawned {
+    let mut run = command(broker, topology);
+    run.arg("run");
+    let replica = Spawned::start(run);
+    replica
+        .wait_for_log("replica started", Duration::from_secs(30))
+        .await;
+    replica
+}
+
 fn output(mut command: Command, args: &[&str]) -> (Option<i32>, String, String) {
     let out = command.args(args).output().expect("run hookline");
     (
@@ -38,10 +68,7 @@ fn output(mut command: Command, args: &[&str]) -> (Option<i32>, String, String) 
 async fn tenants_commands_round_trip_with_a_keygen_key() {
     let broker = Broker::new("tenants-cli");
     let dir = tempfile::tempdir().unwrap();
-    let topics = topic_names(&broker);
-    let topology = write_topology(dir.path(), &topics, 1);
-    let (code, _, stderr) = output(command(&broker, &topology), &["setup-topics"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let (_, topology) = set_up_topics(&broker, dir.path(), 1);
 
     let keys = dir.path().join("keys");
     let (code, stdout, stderr) = output(
@@ -131,10 +158,7 @@ async fn tenants_commands_round_trip_with_a_keygen_key() {
 async fn a_replica_killed_mid_stream_loses_nothing_and_keeps_ids_stable() {
     let broker = Broker::new("kill9");
     let dir = tempfile::tempdir().unwrap();
-    let topics = topic_names(&broker);
-    let topology = write_topology(dir.path(), &topics, 3);
-    let (code, _, stderr) = output(command(&broker, &topology), &["setup-topics"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let (topics, topology) = set_up_topics(&broker, dir.path(), 3);
 
     let receiver = Receiver::ok().await;
     let tenants: Vec<TestTenant> = (0..5).map(|i| TestTenant::new(&format!("k{i}"))).collect();
@@ -143,15 +167,7 @@ async fn a_replica_killed_mid_stream_loses_nothing_and_keeps_ids_stable() {
             .register(&broker, &topics, &tenant.record(&receiver.url("/")))
             .await;
     }
-
-    let mut replica = Spawned::start({
-        let mut c = command(&broker, &topology);
-        c.arg("run");
-        c
-    });
-    replica
-        .wait_for_log("replica started", Duration::from_secs(30))
-        .await;
+    let mut replica = start_replica(&broker, &topology).await;
 
     // Half the events carry no id: theirs is derived from the record
     // position, and must be just as stable across redeliveries.
@@ -177,11 +193,7 @@ async fn a_replica_killed_mid_stream_loses_nothing_and_keeps_ids_stable() {
     replica.wait(Duration::from_secs(10)).await;
     let before_kill = receiver.received().len();
 
-    let _restarted = Spawned::start({
-        let mut c = command(&broker, &topology);
-        c.arg("run");
-        c
-    });
+    let _restarted = start_replica(&broker, &topology).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     let distinct = || -> HashSet<String> {
         receiver
@@ -208,13 +220,115 @@ async fn a_replica_killed_mid_stream_loses_nothing_and_keeps_ids_stable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_with_a_backlog_in_its_windows_loses_nothing_and_keeps_each_tenant_in_order()
+ {
+    let broker = Broker::new("kill9-backlog");
+    let dir = tempfile::tempdir().unwrap();
+    let (topics, topology) = set_up_topics(&broker, dir.path(), 3);
+    // Endpoints that take 100 ms to answer: a tenant gets 10 events a
+    // second, so each partition reads far ahead of its deliveries and its
+    // window holds a backlog of many tenants' events when the kill comes.
+    let receiver =
+        Receiver::slow(Duration::from_millis(100), Arc::new(|_, _| StatusCode::OK)).await;
+    let tenants: Vec<TestTenant> = (0..50).map(|i| TestTenant::new(&format!("w{i}"))).collect();
+    for tenant in &tenants {
+        let url = receiver.url(&format!("/{}", tenant.id));
+        tenant
+            .register(&broker, &topics, &tenant.record(&url))
+            .await;
+    }
+    let mut replica = start_replica(&broker, &topology).await;
+
+    // 60 events per tenant, in rounds of one per tenant so that each
+    // tenant's order is the order of the rounds. Every other event carries
+    // no id: its id is derived from the record's position.
+    let mut produced: HashMap<String, Vec<String>> = HashMap::new();
+    for n in 0..60 {
+        let round = tenants.iter().map(|tenant| {
+            let value = if n % 2 == 0 {
+                serde_json::json!({"id": format!("{}-{n}", tenant.id), "type": "x", "data": n})
+            } else {
+                serde_json::json!({"type": "x", "data": n})
+            };
+            let (broker, topic) = (&broker, &topics.events);
+            async move {
+                let value = serde_json::to_vec(&value).unwrap();
+                let (partition, offset) = broker
+                    .produce(topic, Some(tenant.id.as_bytes()), Some(&value), &[])
+                    .await;
+                let id = match n % 2 {
+                    0 => format!("{}-{n}", tenant.id),
+                    _ => hookline::events::derived_id(topic, partition, offset),
+                };
+                (tenant.id.clone(), id)
+            }
+        });
+        for (tenant, id) in futures::future::join_all(round).await {
+            produced.entry(tenant).or_default().push(id);
+        }
+    }
+    let total: usize = produced.values().map(Vec::len).sum();
+    let distinct = |received: &[Received]| -> HashSet<String> {
+        received
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_string))
+            .collect()
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while distinct(&receiver.received()).len() < total / 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    replica.signal("KILL");
+    replica.wait(Duration::from_secs(10)).await;
+    let before_kill = distinct(&receiver.received()).len();
+    assert!(
+        before_kill < total,
+        "the backlog was delivered before the kill ({before_kill} of {total})"
+    );
+
+    let _restarted = start_replica(&broker, &topology).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while distinct(&receiver.received()).len() < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let received = receiver.received();
+    let ids = distinct(&received);
+    let report = format!(
+        "{} of {total} events delivered, {before_kill} before the kill; {} requests, so {} \
+         deliveries again",
+        ids.len(),
+        received.len(),
+        received.len() - ids.len()
+    );
+    let all: HashSet<String> = produced.values().flatten().cloned().collect();
+    let lost: Vec<&String> = all.difference(&ids).collect();
+    assert!(lost.is_empty(), "lost after kill -9: {lost:?}; {report}");
+    // Stable ids: a redelivery under another id would be an id never
+    // produced.
+    let unknown: Vec<&String> = ids.difference(&all).collect();
+    assert!(
+        unknown.is_empty(),
+        "ids never produced: {unknown:?}; {report}"
+    );
+    let arrived = delivered_by_tenant(&received, |_| true);
+    for (tenant, ids) in &produced {
+        assert_eq!(
+            arrived[&format!("/{tenant}")],
+            *ids,
+            "{tenant}'s order; {report}"
+        );
+    }
+    let dead = broker.consume(&topics.dlq, 1, Duration::from_secs(2)).await;
+    assert!(dead.is_empty(), "nothing should be dead-lettered; {report}");
+    eprintln!("kill -9 with a backlog: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_produces_an_event_that_a_replica_delivers() {
     let broker = Broker::new("send");
     let dir = tempfile::tempdir().unwrap();
-    let topics = topic_names(&broker);
-    let topology = write_topology(dir.path(), &topics, 2);
-    let (code, _, stderr) = output(command(&broker, &topology), &["setup-topics"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let (topics, topology) = set_up_topics(&broker, dir.path(), 2);
     let receiver = Receiver::ok().await;
     let tenant = TestTenant::new("sender");
     tenant
@@ -243,11 +357,7 @@ async fn send_produces_an_event_that_a_replica_delivers() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("--data is not JSON"), "{stderr}");
 
-    let _replica = Spawned::start({
-        let mut c = command(&broker, &topology);
-        c.arg("run");
-        c
-    });
+    let _replica = start_replica(&broker, &topology).await;
     let received = receiver.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(received.len(), 1);
     let delivery = tenant.open(&received[0]);

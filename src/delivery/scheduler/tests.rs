@@ -266,6 +266,47 @@ fn a_tenant_backing_off_while_it_fills_the_window_is_suspended() {
     assert_eq!((job.offset, job.admission), (1, Admission::Suspended));
 }
 
+/// Regression: any failed attempt of the lowest record in a full window
+/// suspended its tenant, so that a backlog longer than the window turned a
+/// healthy tenant's single failure into dead letters.
+#[test]
+fn a_failure_in_a_window_full_of_other_tenants_records_suspends_no_one() {
+    for lanes in [Lanes::PerKey, Lanes::PerPartition] {
+        let now = Instant::now();
+        let mut s = Scheduler::new(Settings {
+            window: 4,
+            ..settings(lanes)
+        });
+        for (offset, key) in [(0, "blip"), (1, "ok"), (2, "blip"), (3, "ok")] {
+            s.admit(offset, Some(key.as_bytes()), 1, ());
+        }
+        let first = s.next_job(now, no_limit).unwrap();
+        assert_eq!(first.offset, 0);
+        assert!(!s.has_room());
+        s.set_backing_off(0, true);
+        assert_eq!(s.suspend_window_holder(now), None, "{lanes:?}");
+        assert!(!s.is_suspended(b"blip"), "{lanes:?}");
+    }
+}
+
+#[test]
+fn failing_tenants_that_fill_the_window_together_are_suspended_lowest_first() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(Settings {
+        window: 4,
+        ..settings(Lanes::PerKey)
+    });
+    for (offset, key) in [(0, "a"), (1, "b"), (2, "a"), (3, "b")] {
+        s.admit(offset, Some(key.as_bytes()), 1, ());
+    }
+    assert_eq!(drain_jobs(&mut s, now), [0, 1]);
+    s.set_backing_off(0, true);
+    assert_eq!(s.suspend_window_holder(now), None, "b is still attempted");
+    s.set_backing_off(1, true);
+    let (tenant, offset) = s.suspend_window_holder(now).unwrap();
+    assert_eq!((&*tenant, offset), (&b"a"[..], 0));
+}
+
 #[test]
 fn window_holders_names_the_lowest_record_and_the_biggest_tenants() {
     let mut s: Scheduler<()> = Scheduler::new(settings(Lanes::PerKey));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -29,10 +30,14 @@ impl Received {
 /// this one and the request, the status to return.
 pub type Behaviour = Arc<dyn Fn(usize, &Received) -> StatusCode + Send + Sync>;
 
+/// Like [`Behaviour`], for answers that need more than a status (headers
+/// such as `Retry-After`).
+pub type Responder = Arc<dyn Fn(usize, &Received) -> Response + Send + Sync>;
+
 #[derive(Clone)]
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
-    behaviour: Behaviour,
+    responder: Responder,
     /// How long each answer takes, like a real endpoint's.
     delay: Duration,
     concurrency: Arc<Concurrency>,
@@ -65,10 +70,16 @@ impl Receiver {
     /// A receiver that takes `delay` to answer each request, as real
     /// endpoints do (tens to hundreds of milliseconds).
     pub async fn slow(delay: Duration, behaviour: Behaviour) -> Self {
+        Self::responding(delay, status_only(behaviour)).await
+    }
+
+    /// A receiver whose answers are whole responses, headers included,
+    /// each taking `delay`.
+    pub async fn responding(delay: Duration, responder: Responder) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
-        Self::serve(listener, behaviour, delay)
+        Self::serve(listener, responder, delay)
     }
 
     /// A receiver that answers 200, on another loopback address (any of
@@ -79,17 +90,17 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.ok()?;
         Some(Self::serve(
             listener,
-            Arc::new(|_, _| StatusCode::OK),
+            status_only(Arc::new(|_, _| StatusCode::OK)),
             Duration::ZERO,
         ))
     }
 
-    fn serve(listener: tokio::net::TcpListener, behaviour: Behaviour, delay: Duration) -> Self {
+    fn serve(listener: tokio::net::TcpListener, responder: Responder, delay: Duration) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Default::default();
         let concurrency: Arc<Concurrency> = Default::default();
         let shared = Shared {
             received: received.clone(),
-            behaviour,
+            responder,
             delay,
             concurrency: concurrency.clone(),
         };
@@ -140,6 +151,27 @@ impl Receiver {
     }
 }
 
+/// The requests that `ok` accepts, by tenant (the path of its URL): ids in
+/// arrival order, each once.
+pub fn delivered_by_tenant(
+    received: &[Received],
+    ok: impl Fn(&Received) -> bool,
+) -> std::collections::HashMap<String, Vec<String>> {
+    let mut by_tenant: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for request in received.iter().filter(|r| ok(r)) {
+        let id = request.header("webhook-id").unwrap().to_string();
+        let ids = by_tenant.entry(request.path.clone()).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    by_tenant
+}
+
+fn status_only(behaviour: Behaviour) -> Responder {
+    Arc::new(move |count, request| behaviour(count, request).into_response())
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.server.abort();
@@ -152,7 +184,7 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     let request = Received {
         method,
         path: uri.path().to_string(),
@@ -163,15 +195,15 @@ async fn record(
     use std::sync::atomic::Ordering::SeqCst;
     let now = shared.concurrency.now.fetch_add(1, SeqCst) + 1;
     shared.concurrency.most.fetch_max(now, SeqCst);
-    let status = {
+    let response = {
         let mut received = shared.received.lock().unwrap();
-        let status = (shared.behaviour)(received.len(), &request);
+        let response = (shared.responder)(received.len(), &request);
         received.push(request);
-        status
+        response
     };
     if !shared.delay.is_zero() {
         tokio::time::sleep(shared.delay).await;
     }
     shared.concurrency.now.fetch_sub(1, SeqCst);
-    status
+    response
 }
