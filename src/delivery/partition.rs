@@ -411,7 +411,7 @@ where
                     SuspendedBecause::WindowFull => tracing::warn!(
                         %tenant,
                         partition,
-                        "tenant suspended: it backs off while its events fill the partition's window; its events go to the dead-letter topic as tenant_suspended, with a real attempt every {probe}"
+                        "tenant suspended: the partition's window is full of failing tenants' events, its own first; its events go to the dead-letter topic as tenant_suspended, with a real attempt every {probe}"
                     ),
                 }
             }
