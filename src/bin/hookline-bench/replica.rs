@@ -63,29 +63,50 @@ pub struct Replica {
     pub child: Child,
     pub listen: String,
     pub log: PathBuf,
+    /// For `/readyz`.
+    client: reqwest::Client,
 }
 
 impl Replica {
+    /// Starts `hookline run` with the run's topics and group, and the
+    /// `[delivery]` settings in `delivery` (key, value) on top of the
+    /// defaults, e.g. `("ORDERING", "partition")`.
     pub fn start(
         wrapper: &[String],
         dir: &Path,
         name: &str,
         topology: &Path,
         group: &str,
+        delivery: &[(&str, String)],
     ) -> std::io::Result<Self> {
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
         let log = dir.join(format!("{name}.log"));
-        let child = wrapped(wrapper, dir)
+        let mut command = wrapped(wrapper, dir);
+        command
             .args(["run", "--topology"])
             .arg(topology)
             .env("HOOKLINE__KAFKA__GROUP_ID", group)
             .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
-            .env("HOOKLINE__TELEMETRY__LISTEN", &listen)
+            .env("HOOKLINE__TELEMETRY__LISTEN", &listen);
+        for (key, value) in delivery {
+            command.env(format!("HOOKLINE__DELIVERY__{key}"), value);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        Ok(Self { child, listen, log })
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            child,
+            listen,
+            log,
+            client,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -103,9 +124,13 @@ impl Replica {
 
     /// Peak resident set size so far, in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM")
+    }
+
+    fn status_mib(&self, field: &str) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .ok()
-            .and_then(|s| status_kib(&s, "VmHWM"))
+            .and_then(|s| status_kib(&s, field))
             .unwrap_or(0) as f64
             / 1024.0
     }
@@ -114,11 +139,6 @@ impl Replica {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
         let started = Instant::now();
         let url = format!("http://{}/readyz", self.listen);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| e.to_string())?;
         while started.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
@@ -126,7 +146,7 @@ impl Replica {
                     self.log.display()
                 ));
             }
-            if let Ok(r) = client.get(&url).send().await
+            if let Ok(r) = self.client.get(&url).send().await
                 && r.status().is_success()
             {
                 return Ok(started.elapsed());

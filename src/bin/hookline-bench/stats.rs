@@ -6,11 +6,16 @@ use std::time::Duration;
 /// The `q`-quantile (0.0..=1.0) of `sorted` by the nearest-rank method, or
 /// `None` for no samples.
 pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
+    Some(sorted[percentile_rank(sorted.len(), q)?])
+}
+
+/// Microseconds for a reader: milliseconds below 10 s, seconds above.
+pub fn human_us(us: u64) -> String {
+    if us < 10_000_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.1} s", us as f64 / 1e6)
     }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 /// Events per second, 0 for an empty interval.
@@ -76,6 +81,15 @@ pub fn produced_nanos(webhook_id: &str) -> Option<u128> {
         .ok()
 }
 
+/// The index of the nearest-rank `q`-quantile among `len` sorted samples.
+fn percentile_rank(len: usize, q: f64) -> Option<usize> {
+    if len == 0 {
+        return None;
+    }
+    let rank = (q * len as f64).ceil() as usize;
+    Some(rank.clamp(1, len) - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +111,13 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn durations_read_in_milliseconds_then_seconds() {
+        assert_eq!(human_us(1_234), "1.2 ms");
+        assert_eq!(human_us(9_999_000), "9999.0 ms");
+        assert_eq!(human_us(31_250_000), "31.2 s");
     }
 
     #[test]
