@@ -8,6 +8,8 @@
 //!   key and in partition order;
 //! - `latency`: a steady rate, end to end (produce → receiver);
 //! - `isolation`: as throughput, one tenant's endpoint answering 503;
+//! - `slow`: 1,000 tenants whose endpoints take 100 ms, key vs partition
+//!   order;
 //! - `restore`: a replica starting over a large tenants topic;
 //! - `replicas`: as throughput with two replicas on the same machine.
 //!
@@ -62,6 +64,19 @@ struct Args {
     /// Seconds of the latency run.
     #[arg(long, default_value_t = 60)]
     latency_secs: u64,
+    /// Tenants of the slow-endpoint run.
+    #[arg(long, default_value_t = 1000)]
+    slow_tenants: usize,
+    /// Milliseconds each request takes the receiver in the slow-endpoint run.
+    #[arg(long, default_value_t = 100)]
+    slow_delay_ms: u64,
+    /// Events of the slow-endpoint run in key order.
+    #[arg(long, default_value_t = 20_000)]
+    slow_events: u64,
+    /// Seconds over which the slow-endpoint run measures partition order
+    /// (and at most key order), from the first delivery on.
+    #[arg(long, default_value_t = 30)]
+    slow_secs: u64,
     /// Tenant records of the restore run.
     #[arg(long, default_value_t = 100_000)]
     restore_tenants: u64,
@@ -69,18 +84,20 @@ struct Args {
     /// (medians are reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Delivery orders of the throughput runs, comma-separated.
+    /// Delivery orders of the throughput and slow-endpoint runs,
+    /// comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "key,partition")]
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
-    /// each, 10 s of latency, 10,000 tenants); not for reported figures.
+    /// each, 10 s of latency, 5 s of slow endpoints, 10,000 tenants); not
+    /// for reported figures.
     #[arg(long)]
     quick: bool,
     /// Runs to do, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,throughput,latency,isolation,restore,replicas"
+        default_value = "floor,throughput,latency,isolation,slow,restore,replicas"
     )]
     only: Vec<String>,
     /// Where the JSON results go.
@@ -98,6 +115,8 @@ impl Args {
         self.events = self.events.min(20_000);
         self.repeat = 1;
         self.latency_secs = self.latency_secs.min(10);
+        self.slow_events = self.slow_events.min(5_000);
+        self.slow_secs = self.slow_secs.min(5);
         self.restore_tenants = self.restore_tenants.min(10_000);
     }
 }
@@ -210,7 +229,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
-    let receiver = Receiver::start(args.tenants)
+    let receiver = Receiver::start(args.tenants.max(args.slow_tenants))
         .await
         .map_err(|e| format!("cannot start the receiver: {e}"))?;
     let key = PrivateKey::generate(2048).map_err(|e| e.to_string())?;
@@ -292,6 +311,10 @@ async fn run(args: Args) -> Result<(), String> {
             "isolation",
             json!({"median": run, "runs": isolation_runs, "relative_to_healthy": relative}),
         );
+    }
+
+    if wants("slow") {
+        bench.slow_runs(&mut report).await?;
     }
 
     if wants("restore") {
@@ -584,5 +607,87 @@ impl Bench {
     /// Tenant *i* is on partition *i* mod partitions.
     fn partition_of(&self, tenant: usize) -> i32 {
         (tenant % self.args.partitions as usize) as i32
+    }
+
+    /// 1,000 tenants whose endpoints take 100 ms: key order over
+    /// `slow_events`, partition order over `slow_secs` (at ~120
+    /// deliveries/s it would take minutes to drain as many).
+    async fn slow_runs(&self, report: &mut Report) -> Result<(), String> {
+        let delay = Duration::from_millis(self.args.slow_delay_ms);
+        let measure_for = Duration::from_secs(self.args.slow_secs);
+        let mut runs = Vec::new();
+        for &order in &self.args.orders {
+            let events = match order {
+                Order::Key => self.args.slow_events,
+                // Enough that the partitions do not run dry within the
+                // measured time even at twice the expected rate.
+                Order::Partition => {
+                    (2 * u64::from(self.args.partitions) * measure_for.as_millis() as u64
+                        / self.args.slow_delay_ms.max(1))
+                    .min(self.args.slow_events)
+                }
+            };
+            let label = format!("slow{}", &order.as_str()[..1]);
+            let drain = Drain {
+                tenants: self.args.slow_tenants,
+                events,
+                delay,
+                measure_for,
+                ..self.drain(&label, order)
+            };
+            runs.push(self.delivery_run(&drain).await?);
+        }
+        let what = format!(
+            "{} ms endpoints, {} tenants",
+            self.args.slow_delay_ms, self.args.slow_tenants
+        );
+        for run in &runs {
+            let rate = format!(
+                "{:.0} deliveries/s ({} in {:.1} s)",
+                run.per_second, run.deliveries, run.seconds
+            );
+            if run.order == Order::Key {
+                report.goal(
+                    format!("{what}, key order"),
+                    rate,
+                    "≥ 2,000/s",
+                    Some(run.per_second >= 2000.0),
+                );
+            } else {
+                report.row(format!("{what}, {} order", run.order), rate);
+            }
+            report.row(
+                format!("  CPU per delivery / peak RSS, {} order", run.order),
+                format!(
+                    "{:.1} µs / {:.0} MiB",
+                    run.cpu_us_per_delivery, run.peak_rss_mib
+                ),
+            );
+            report.row(
+                format!("  receiver: most requests at once, {} order", run.order),
+                run.receiver_peak_in_flight.to_string(),
+            );
+        }
+        let rate_of = |wanted: Order| {
+            runs.iter()
+                .find(|r| r.order == wanted)
+                .map(|r| r.per_second)
+        };
+        let ratio = rate_of(Order::Key)
+            .zip(rate_of(Order::Partition))
+            .map(|(k, p)| k / p);
+        if let Some(ratio) = ratio {
+            report.row(
+                format!("{what}, key / partition order"),
+                format!("{ratio:.1}x"),
+            );
+        }
+        report.insert(
+            "slow",
+            json!({"tenants": self.args.slow_tenants, "delay_ms": self.args.slow_delay_ms,
+                   "measured_at_most_seconds": measure_for.as_secs(), "runs": runs,
+                   "key_to_partition": ratio}),
+        );
+        Ok(())
     }
 }
