@@ -10,11 +10,13 @@
 //! - `isolation`: as throughput, one tenant's endpoint answering 503;
 //! - `slow`: 1,000 tenants whose endpoints take 100 ms, key vs partition
 //!   order;
+//! - `hol`: head of line: one tenant answering 503 at a steady rate, the
+//!   latency of its partition-mates against the other partitions' tenants;
 //! - `restore`: a replica starting over a large tenants topic;
 //! - `replicas`: as throughput with two replicas on the same machine.
 //!
 //! Layout: `delivery` (drains of pre-produced events), `steady` (a steady
-//! produce rate: latency), `restore`, `floor`;
+//! produce rate: latency and head of line), `restore`, `floor`;
 //! `replica` runs `hookline`, `receiver` answers it, `kafka` produces;
 //! `stats` holds the pure helpers.
 //!
@@ -45,6 +47,7 @@ use crate::delivery::{DeliveryRun, Drain, median_run};
 use crate::kafka::{BulkProducer, Topics};
 use crate::receiver::Receiver;
 use crate::replica::Replica;
+use crate::steady::HolRun;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks hookline against the local broker and a loopback receiver")]
@@ -77,6 +80,12 @@ struct Args {
     /// (and at most key order), from the first delivery on.
     #[arg(long, default_value_t = 30)]
     slow_secs: u64,
+    /// Events per second of the head-of-line run.
+    #[arg(long, default_value_t = 500)]
+    hol_rate: u64,
+    /// Measured seconds of the head-of-line run (after a warm-up).
+    #[arg(long, default_value_t = 30)]
+    hol_secs: u64,
     /// Tenant records of the restore run.
     #[arg(long, default_value_t = 100_000)]
     restore_tenants: u64,
@@ -84,20 +93,20 @@ struct Args {
     /// (medians are reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    /// Delivery orders of the throughput and slow-endpoint runs,
-    /// comma-separated.
+    /// Delivery orders of the throughput, slow-endpoint and head-of-line
+    /// runs, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "key,partition")]
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
-    /// each, 10 s of latency, 5 s of slow endpoints, 10,000 tenants); not
-    /// for reported figures.
+    /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
+    /// 10,000 tenants); not for reported figures.
     #[arg(long)]
     quick: bool,
     /// Runs to do, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,throughput,latency,isolation,slow,restore,replicas"
+        default_value = "floor,throughput,latency,isolation,slow,hol,restore,replicas"
     )]
     only: Vec<String>,
     /// Where the JSON results go.
@@ -117,6 +126,7 @@ impl Args {
         self.latency_secs = self.latency_secs.min(10);
         self.slow_events = self.slow_events.min(5_000);
         self.slow_secs = self.slow_secs.min(5);
+        self.hol_secs = self.hol_secs.min(5);
         self.restore_tenants = self.restore_tenants.min(10_000);
     }
 }
@@ -315,6 +325,14 @@ async fn run(args: Args) -> Result<(), String> {
 
     if wants("slow") {
         bench.slow_runs(&mut report).await?;
+    }
+
+    if wants("hol") {
+        let mut runs = Vec::new();
+        for &order in &bench.args.orders {
+            runs.push(bench.hol_run(order).await?);
+        }
+        HolRun::report(&runs, &mut report);
     }
 
     if wants("restore") {

@@ -1,5 +1,5 @@
 //! The bench's receiver: an axum server on 127.0.0.1 that answers 204 (or
-//! 503 for the one failing tenant of the isolation run)
+//! 503 for the one failing tenant of the isolation and head-of-line runs)
 //! without decrypting, and counts what arrived. Verifying and decrypting
 //! would charge the receiver's work to the machine the replica shares.
 //!
@@ -18,13 +18,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
-use crate::stats::produced_nanos;
+use crate::stats::event_id_parts;
 
-/// One delivery of the latency run.
+/// One delivery of a latency or head-of-line run.
 #[derive(Debug, Clone, Copy)]
 pub struct LatencySample {
     /// When the event was produced (from its id).
     pub produced_unix_ns: u128,
+    /// The event's sequence number (from its id).
+    pub seq: u64,
     pub tenant: usize,
     /// Produced → received.
     pub latency_us: u64,
@@ -186,13 +188,15 @@ fn answer(counts: &Counts, tenant: usize, headers: &HeaderMap) -> StatusCode {
         && let Some(sent) = headers
             .get("webhook-id")
             .and_then(|v| v.to_str().ok())
-            .and_then(produced_nanos)
+            .and_then(event_id_parts)
     {
+        let (sent, seq) = sent;
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         lock(&counts.latencies).push(LatencySample {
             produced_unix_ns: sent,
+            seq,
             tenant,
             latency_us: u64::try_from(now_ns.saturating_sub(sent) / 1000).unwrap_or(u64::MAX),
         });

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::stats::{cpu_ticks, status_kib};
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::{cpu_ticks, prometheus_value, status_kib};
+
+/// How often [`Replica::watch`] scrapes the replica's metrics.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The `hookline` binary next to this one (both come from the same
 /// `cargo build --release`).
@@ -63,7 +68,7 @@ pub struct Replica {
     pub child: Child,
     pub listen: String,
     pub log: PathBuf,
-    /// For `/readyz`.
+    /// For `/readyz` and `/metrics`.
     client: reqwest::Client,
 }
 
@@ -133,6 +138,39 @@ impl Replica {
             .and_then(|s| status_kib(&s, field))
             .unwrap_or(0) as f64
             / 1024.0
+    }
+
+    /// The values of unlabelled series on the replica's `/metrics`, in the
+    /// order of `names`; `None` when it does not answer.
+    pub async fn metrics(&self, names: &[&str]) -> Option<Vec<f64>> {
+        let url = format!("http://{}/metrics", self.listen);
+        let text = self.client.get(&url).send().await.ok()?.text().await.ok()?;
+        names
+            .iter()
+            .map(|name| prometheus_value(&text, name))
+            .collect()
+    }
+
+    /// Samples the unlabelled series `names` every [`WATCH_INTERVAL`] until
+    /// `stop`: (seconds since `started`, their values). A scrape that
+    /// fails is skipped.
+    pub async fn watch(
+        &self,
+        names: &[&str],
+        started: Instant,
+        stop: &CancellationToken,
+    ) -> Vec<(f64, Vec<f64>)> {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return samples,
+                _ = tick.tick() => {}
+            }
+            if let Some(values) = self.metrics(names).await {
+                samples.push((started.elapsed().as_secs_f64(), values));
+            }
+        }
     }
 
     /// Waits until `/readyz` answers 200, at most `timeout`.
