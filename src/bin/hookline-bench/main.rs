@@ -12,11 +12,12 @@
 //!   order;
 //! - `hol`: head of line: one tenant answering 503 at a steady rate, the
 //!   latency of its partition-mates against the other partitions' tenants;
+//! - `window`: the memory of a replica whose partitions' windows are full;
 //! - `restore`: a replica starting over a large tenants topic;
 //! - `replicas`: as throughput with two replicas on the same machine.
 //!
 //! Layout: `delivery` (drains of pre-produced events), `steady` (a steady
-//! produce rate: latency and head of line), `restore`, `floor`;
+//! produce rate: latency and head of line), `window`, `restore`, `floor`;
 //! `replica` runs `hookline`, `receiver` answers it, `kafka` produces;
 //! `stats` holds the pure helpers.
 //!
@@ -32,6 +33,7 @@ mod replica;
 mod restore;
 mod stats;
 mod steady;
+mod window;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -48,6 +50,7 @@ use crate::kafka::{BulkProducer, Topics};
 use crate::receiver::Receiver;
 use crate::replica::Replica;
 use crate::steady::HolRun;
+use crate::window::WindowRun;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks hookline against the local broker and a loopback receiver")]
@@ -86,6 +89,17 @@ struct Args {
     /// Measured seconds of the head-of-line run (after a warm-up).
     #[arg(long, default_value_t = 30)]
     hol_secs: u64,
+    /// 64 KiB events of the full-window run.
+    #[arg(long, default_value_t = 4000)]
+    window_events: u64,
+    /// Seconds the full-window run watches the memory once every window
+    /// is full.
+    #[arg(long, default_value_t = 10)]
+    window_secs: u64,
+    /// `delivery.partition_window_bytes` of the full-window runs, in MiB,
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "8,2")]
+    window_mib: Vec<u64>,
     /// Tenant records of the restore run.
     #[arg(long, default_value_t = 100_000)]
     restore_tenants: u64,
@@ -99,14 +113,14 @@ struct Args {
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
     /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
-    /// 10,000 tenants); not for reported figures.
+    /// one window size, 10,000 tenants); not for reported figures.
     #[arg(long)]
     quick: bool,
     /// Runs to do, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,throughput,latency,isolation,slow,hol,restore,replicas"
+        default_value = "floor,throughput,latency,isolation,slow,hol,window,restore,replicas"
     )]
     only: Vec<String>,
     /// Where the JSON results go.
@@ -127,6 +141,9 @@ impl Args {
         self.slow_events = self.slow_events.min(5_000);
         self.slow_secs = self.slow_secs.min(5);
         self.hol_secs = self.hol_secs.min(5);
+        self.window_events = self.window_events.min(2_000);
+        self.window_secs = self.window_secs.min(3);
+        self.window_mib.truncate(1);
         self.restore_tenants = self.restore_tenants.min(10_000);
     }
 }
@@ -333,6 +350,14 @@ async fn run(args: Args) -> Result<(), String> {
             runs.push(bench.hol_run(order).await?);
         }
         HolRun::report(&runs, &mut report);
+    }
+
+    if wants("window") {
+        let mut runs = Vec::new();
+        for &mib in &bench.args.window_mib {
+            runs.push(bench.window_run(mib).await?);
+        }
+        WindowRun::report(&runs, &mut report);
     }
 
     if wants("restore") {

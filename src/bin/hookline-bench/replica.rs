@@ -132,6 +132,11 @@ impl Replica {
         self.status_mib("VmHWM")
     }
 
+    /// Resident set size now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS")
+    }
+
     fn status_mib(&self, field: &str) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .ok()
