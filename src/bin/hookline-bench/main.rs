@@ -94,7 +94,7 @@ struct Args {
     window_events: u64,
     /// Seconds the full-window run watches the memory once every window
     /// is full.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     window_secs: u64,
     /// `delivery.partition_window_bytes` of the full-window runs, in MiB,
     /// comma-separated.

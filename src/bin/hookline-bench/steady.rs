@@ -28,7 +28,7 @@ const LATENCY_GRACE: Duration = Duration::from_secs(60);
 /// How long the head-of-line run waits for its healthy tenants' last
 /// events after producing, at most (and at most its measured time); what
 /// has not arrived by then counts as having waited at least until then.
-const HOL_GRACE: Duration = Duration::from_secs(10);
+const HOL_GRACE: Duration = Duration::from_secs(5);
 
 /// The tenant whose endpoint fails in the head-of-line run.
 const HOL_FAILING: usize = 0;
