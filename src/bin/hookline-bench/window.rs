@@ -189,7 +189,9 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let watched_seconds = all_full_since.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let peak_rss_mib = replica.peak_rss_mib();
+        // The kernel folds each thread's RSS into the process's lazily, so
+        // a VmRSS read can pass the VmHWM read after it by a few pages.
+        let peak_rss_mib = replica.peak_rss_mib().max(full_rss_mib);
         replica.stop().await;
         self.teardown(setup).await;
         produced?;
