@@ -5,10 +5,13 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+
+use crate::floor::Floor;
 use crate::receiver::{Behaviour, lock};
 use crate::replica::Replica;
 use crate::stats::{median, per_second};
-use crate::{Bench, Order};
+use crate::{Bench, Order, Report, percent};
 
 /// What one drain does.
 pub struct Drain<'a> {
@@ -57,6 +60,77 @@ pub fn median_run(runs: &[DeliveryRun]) -> Option<DeliveryRun> {
     run.per_second = median(&rates).unwrap_or(0.0);
     run.cpu_us_per_delivery = median(&cpus).unwrap_or(0.0);
     Some(run)
+}
+
+/// The throughput rows of each order, and key against partition order;
+/// returns the median run of the default (key) order, or of the only order
+/// run, which the isolation and two-replica runs are compared with.
+pub fn report_throughput(
+    report: &mut Report,
+    throughput: &[(Order, Vec<DeliveryRun>)],
+    floor: Option<&Floor>,
+) -> Option<DeliveryRun> {
+    let medians: Vec<(Order, DeliveryRun)> = throughput
+        .iter()
+        .filter_map(|(order, runs)| Some((*order, median_run(runs)?)))
+        .collect();
+    for (order, run) in &medians {
+        let ratio = floor.map(|f| run.cpu_us_per_delivery / f.per_delivery_us());
+        report.row(
+            format!("throughput, 1 replica, {order} order"),
+            format!("{:.0} deliveries/s", run.per_second),
+        );
+        report.row(
+            format!("CPU per delivery, {order} order"),
+            format!("{:.1} µs", run.cpu_us_per_delivery),
+        );
+        report.goal(
+            format!("CPU per delivery / floor, {order} order"),
+            ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            "≤ 2x",
+            ratio.map(|r| r <= 2.0),
+        );
+        report.row(
+            format!("replica peak RSS, {order} order"),
+            format!("{:.0} MiB", run.peak_rss_mib),
+        );
+    }
+    let of = |wanted: Order| {
+        medians
+            .iter()
+            .find(|(order, _)| *order == wanted)
+            .map(|(_, run)| run)
+    };
+    let key_to_partition = of(Order::Key)
+        .zip(of(Order::Partition))
+        .map(|(key, partition)| key.per_second / partition.per_second);
+    if key_to_partition.is_some() {
+        report.goal(
+            "throughput, key / partition order",
+            percent(key_to_partition),
+            "≥ 90%",
+            key_to_partition.map(|r| r >= 0.9),
+        );
+    }
+    if !medians.is_empty() {
+        let orders: serde_json::Map<String, Value> = throughput
+            .iter()
+            .filter_map(|(order, runs)| {
+                let median = median_run(runs)?;
+                let cpu_to_floor = floor.map(|f| median.cpu_us_per_delivery / f.per_delivery_us());
+                Some((
+                    order.to_string(),
+                    json!({"median": median, "runs": runs, "cpu_to_floor": cpu_to_floor}),
+                ))
+            })
+            .collect();
+        let mut value = Value::Object(orders);
+        value["key_to_partition"] = json!(key_to_partition);
+        report.insert("throughput", value);
+    }
+    of(Order::Key)
+        .or(medians.first().map(|(_, run)| run))
+        .cloned()
 }
 
 /// The longest a drain may take.
@@ -159,5 +233,87 @@ impl Bench {
         };
         eprintln!("{label}: {run:?}");
         Ok(run)
+    }
+
+    /// 1,000 tenants whose endpoints take 100 ms: key order over
+    /// `slow_events`, partition order over `slow_secs` (at ~120
+    /// deliveries/s it would take minutes to drain as many).
+    pub async fn slow_runs(&self, report: &mut Report) -> Result<(), String> {
+        let delay = Duration::from_millis(self.args.slow_delay_ms);
+        let measure_for = Duration::from_secs(self.args.slow_secs);
+        let mut runs = Vec::new();
+        for &order in &self.args.orders {
+            let events = match order {
+                Order::Key => self.args.slow_events,
+                // Enough that the partitions do not run dry within the
+                // measured time even at twice the expected rate.
+                Order::Partition => {
+                    (2 * u64::from(self.args.partitions) * measure_for.as_millis() as u64
+                        / self.args.slow_delay_ms.max(1))
+                    .min(self.args.slow_events)
+                }
+            };
+            let label = format!("slow{}", &order.as_str()[..1]);
+            let drain = Drain {
+                tenants: self.args.slow_tenants,
+                events,
+                delay,
+                measure_for,
+                ..self.drain(&label, order)
+            };
+            runs.push(self.delivery_run(&drain).await?);
+        }
+        let what = format!(
+            "{} ms endpoints, {} tenants",
+            self.args.slow_delay_ms, self.args.slow_tenants
+        );
+        for run in &runs {
+            let rate = format!(
+                "{:.0} deliveries/s ({} in {:.1} s)",
+                run.per_second, run.deliveries, run.seconds
+            );
+            if run.order == Order::Key {
+                report.goal(
+                    format!("{what}, key order"),
+                    rate,
+                    "≥ 2,000/s",
+                    Some(run.per_second >= 2000.0),
+                );
+            } else {
+                report.row(format!("{what}, {} order", run.order), rate);
+            }
+            report.row(
+                format!("  CPU per delivery / peak RSS, {} order", run.order),
+                format!(
+                    "{:.1} µs / {:.0} MiB",
+                    run.cpu_us_per_delivery, run.peak_rss_mib
+                ),
+            );
+            report.row(
+                format!("  receiver: most requests at once, {} order", run.order),
+                run.receiver_peak_in_flight.to_string(),
+            );
+        }
+        let rate_of = |wanted: Order| {
+            runs.iter()
+                .find(|r| r.order == wanted)
+                .map(|r| r.per_second)
+        };
+        let ratio = rate_of(Order::Key)
+            .zip(rate_of(Order::Partition))
+            .map(|(k, p)| k / p);
+        if let Some(ratio) = ratio {
+            report.row(
+                format!("{what}, key / partition order"),
+                format!("{ratio:.1}x"),
+            );
+        }
+        report.insert(
+            "slow",
+            json!({"tenants": self.args.slow_tenants, "delay_ms": self.args.slow_delay_ms,
+                   "measured_at_most_seconds": measure_for.as_secs(), "runs": runs,
+                   "key_to_partition": ratio}),
+        );
+        Ok(())
     }
 }
