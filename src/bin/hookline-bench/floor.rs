@@ -32,6 +32,39 @@ pub struct Floor {
 }
 
 impl Floor {
+    /// One row per item, and the items in the JSON results.
+    pub fn report(&self, report: &mut crate::Report) {
+        let items = [
+            (
+                "RSA-OAEP-256 wrap, 2048 bits",
+                self.rsa_oaep_wrap_2048_us,
+                1,
+            ),
+            (
+                "RSA-OAEP-256 wrap, 4096 bits",
+                self.rsa_oaep_wrap_4096_us,
+                1,
+            ),
+            ("AES-256-GCM, 1 KiB", self.aes_256_gcm_1kib_us, 2),
+            ("signature (HMAC-SHA256)", self.signature_us, 2),
+            ("keep-alive POST, loopback", self.keepalive_post_us, 1),
+            (
+                "keep-alive POST, CPU (client + receiver)",
+                self.keepalive_post_cpu_us,
+                1,
+            ),
+            ("JWE of 1 KiB (library)", self.jwe_encrypt_1kib_us, 1),
+            ("floor per delivery", self.per_delivery_us(), 1),
+        ];
+        for (measure, us, decimals) in items {
+            report.row(measure, format!("{us:.decimals$} µs"));
+        }
+        report.insert(
+            "floor",
+            serde_json::json!({"items": self, "per_delivery_us": self.per_delivery_us()}),
+        );
+    }
+
     /// wrap (2048) + AES-GCM + signature + POST: the per-delivery minimum.
     pub fn per_delivery_us(&self) -> f64 {
         self.rsa_oaep_wrap_2048_us

@@ -1,24 +1,32 @@
-//! The fast receiver: an axum server on 127.0.0.1 that answers 204 (or 503
-//! for the one failing tenant of the isolation run) without decrypting, and
-//! counts what arrived. Verifying and decrypting would charge the
-//! receiver's work to the machine the replica shares.
+//! The bench's receiver: an axum server on 127.0.0.1 that answers 204 (or
+//! 503 for the one failing tenant of the isolation and head-of-line runs)
+//! without decrypting, and counts what arrived. Verifying and decrypting
+//! would charge the receiver's work to the machine the replica shares.
+//!
+//! It can answer slowly, like a real endpoint: every request then waits
+//! its delay asynchronously, so that hundreds are answered concurrently
+//! (hyper serves each HTTP/1.1 connection as a task of its own; the
+//! replica opens one connection per attempt in flight). It counts the
+//! requests it holds at once, to show that the concurrency was there.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
-use crate::stats::produced_nanos;
+use crate::stats::event_id_parts;
 
-/// One delivery of the latency run.
+/// One delivery of a latency or head-of-line run.
 #[derive(Debug, Clone, Copy)]
 pub struct LatencySample {
     /// When the event was produced (from its id).
     pub produced_unix_ns: u128,
+    /// The event's sequence number (from its id).
+    pub seq: u64,
     pub tenant: usize,
     /// Produced → received.
     pub latency_us: u64,
@@ -38,6 +46,22 @@ pub struct Counts {
     pub record_latency: AtomicBool,
     /// The tenant index answered with 503, `usize::MAX` for none.
     pub failing: AtomicUsize,
+    /// How long every request waits before it is answered, in microseconds.
+    delay_us: AtomicU64,
+    /// Requests being answered now, and the most at once since the reset.
+    in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
+}
+
+/// How the receiver answers during a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behaviour {
+    /// The tenant answered with 503.
+    pub failing: Option<usize>,
+    /// Every request waits this long before its answer.
+    pub delay: Duration,
+    /// Whether end-to-end latencies are collected.
+    pub record_latency: bool,
 }
 
 impl Counts {
@@ -51,11 +75,14 @@ impl Counts {
             latencies: Mutex::new(Vec::new()),
             record_latency: AtomicBool::new(false),
             failing: AtomicUsize::new(usize::MAX),
+            delay_us: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
         }
     }
 
-    /// Clears every count before a run.
-    pub fn reset(&self, failing: Option<usize>, record_latency: bool) {
+    /// Clears every count before a run and sets how to answer.
+    pub fn reset(&self, behaviour: Behaviour) {
         for count in &self.per_tenant {
             count.store(0, Relaxed);
         }
@@ -64,8 +91,15 @@ impl Counts {
         *lock(&self.first) = None;
         *lock(&self.last) = None;
         lock(&self.latencies).clear();
-        self.record_latency.store(record_latency, Relaxed);
-        self.failing.store(failing.unwrap_or(usize::MAX), Relaxed);
+        self.record_latency.store(behaviour.record_latency, Relaxed);
+        self.failing
+            .store(behaviour.failing.unwrap_or(usize::MAX), Relaxed);
+        self.delay_us.store(
+            u64::try_from(behaviour.delay.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+        self.peak_in_flight
+            .store(self.in_flight.load(Relaxed), Relaxed);
     }
 
     /// Deliveries to the tenants for which `select` is true.
@@ -117,6 +151,34 @@ async fn receive(
     headers: HeaderMap,
     _body: axum::body::Bytes,
 ) -> StatusCode {
+    let _held = Holding::new(&counts);
+    let delay = counts.delay_us.load(Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_micros(delay)).await;
+    }
+    answer(&counts, tenant, &headers)
+}
+
+/// One request being answered; counted out when dropped, also when the
+/// client goes away during the delay (hyper then drops the handler).
+struct Holding<'a>(&'a Counts);
+
+impl<'a> Holding<'a> {
+    fn new(counts: &'a Counts) -> Self {
+        let holding = counts.in_flight.fetch_add(1, Relaxed) + 1;
+        counts.peak_in_flight.fetch_max(holding, Relaxed);
+        Self(counts)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Counts a request once its delay is over, and chooses the answer.
+fn answer(counts: &Counts, tenant: usize, headers: &HeaderMap) -> StatusCode {
     if counts.failing.load(Relaxed) == tenant {
         counts.refused.fetch_add(1, Relaxed);
         return StatusCode::SERVICE_UNAVAILABLE;
@@ -126,13 +188,15 @@ async fn receive(
         && let Some(sent) = headers
             .get("webhook-id")
             .and_then(|v| v.to_str().ok())
-            .and_then(produced_nanos)
+            .and_then(event_id_parts)
     {
+        let (sent, seq) = sent;
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         lock(&counts.latencies).push(LatencySample {
             produced_unix_ns: sent,
+            seq,
             tenant,
             latency_us: u64::try_from(now_ns.saturating_sub(sent) / 1000).unwrap_or(u64::MAX),
         });

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::stats::{cpu_ticks, status_kib};
+use tokio_util::sync::CancellationToken;
+
+use crate::stats::{cpu_ticks, prometheus_value, status_kib};
+
+/// How often [`Replica::watch`] scrapes the replica's metrics.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The `hookline` binary next to this one (both come from the same
 /// `cargo build --release`).
@@ -63,29 +68,50 @@ pub struct Replica {
     pub child: Child,
     pub listen: String,
     pub log: PathBuf,
+    /// For `/readyz` and `/metrics`.
+    client: reqwest::Client,
 }
 
 impl Replica {
+    /// Starts `hookline run` with the run's topics and group, and the
+    /// `[delivery]` settings in `delivery` (key, value) on top of the
+    /// defaults, e.g. `("ORDERING", "partition")`.
     pub fn start(
         wrapper: &[String],
         dir: &Path,
         name: &str,
         topology: &Path,
         group: &str,
+        delivery: &[(&str, String)],
     ) -> std::io::Result<Self> {
         let port = free_port()?;
         let listen = format!("127.0.0.1:{port}");
         let log = dir.join(format!("{name}.log"));
-        let child = wrapped(wrapper, dir)
+        let mut command = wrapped(wrapper, dir);
+        command
             .args(["run", "--topology"])
             .arg(topology)
             .env("HOOKLINE__KAFKA__GROUP_ID", group)
             .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
-            .env("HOOKLINE__TELEMETRY__LISTEN", &listen)
+            .env("HOOKLINE__TELEMETRY__LISTEN", &listen);
+        for (key, value) in delivery {
+            command.env(format!("HOOKLINE__DELIVERY__{key}"), value);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        Ok(Self { child, listen, log })
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            child,
+            listen,
+            log,
+            client,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -103,22 +129,59 @@ impl Replica {
 
     /// Peak resident set size so far, in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM")
+    }
+
+    /// Resident set size now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS")
+    }
+
+    fn status_mib(&self, field: &str) -> f64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .ok()
-            .and_then(|s| status_kib(&s, "VmHWM"))
+            .and_then(|s| status_kib(&s, field))
             .unwrap_or(0) as f64
             / 1024.0
+    }
+
+    /// The values of unlabelled series on the replica's `/metrics`, in the
+    /// order of `names`; `None` when it does not answer.
+    pub async fn metrics(&self, names: &[&str]) -> Option<Vec<f64>> {
+        let url = format!("http://{}/metrics", self.listen);
+        let text = self.client.get(&url).send().await.ok()?.text().await.ok()?;
+        names
+            .iter()
+            .map(|name| prometheus_value(&text, name))
+            .collect()
+    }
+
+    /// Samples the unlabelled series `names` every [`WATCH_INTERVAL`] until
+    /// `stop`: (seconds since `started`, their values). A scrape that
+    /// fails is skipped.
+    pub async fn watch(
+        &self,
+        names: &[&str],
+        started: Instant,
+        stop: &CancellationToken,
+    ) -> Vec<(f64, Vec<f64>)> {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return samples,
+                _ = tick.tick() => {}
+            }
+            if let Some(values) = self.metrics(names).await {
+                samples.push((started.elapsed().as_secs_f64(), values));
+            }
+        }
     }
 
     /// Waits until `/readyz` answers 200, at most `timeout`.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
         let started = Instant::now();
         let url = format!("http://{}/readyz", self.listen);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| e.to_string())?;
         while started.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
@@ -126,7 +189,7 @@ impl Replica {
                     self.log.display()
                 ));
             }
-            if let Ok(r) = client.get(&url).send().await
+            if let Ok(r) = self.client.get(&url).send().await
                 && r.status().is_success()
             {
                 return Ok(started.elapsed());

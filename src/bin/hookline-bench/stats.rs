@@ -1,16 +1,22 @@
-//! Pure helpers: percentiles, rates, and reading `/proc` text. No I/O here,
-//! so they are unit-tested.
+//! Pure helpers: percentiles, rates, and reading `/proc` and Prometheus
+//! text. No I/O here, so they are unit-tested.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The `q`-quantile (0.0..=1.0) of `sorted` by the nearest-rank method, or
 /// `None` for no samples.
 pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
+    Some(sorted[percentile_rank(sorted.len(), q)?])
+}
+
+/// Microseconds for a reader: milliseconds below 10 s, seconds above.
+pub fn human_us(us: u64) -> String {
+    if us < 10_000_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.1} s", us as f64 / 1e6)
     }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 /// Events per second, 0 for an empty interval.
@@ -65,15 +71,102 @@ pub fn log_field(line: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// The produce time in nanoseconds encoded in a bench event id
-/// (`b<nanos>-<seq>`).
-pub fn produced_nanos(webhook_id: &str) -> Option<u128> {
-    webhook_id
-        .strip_prefix('b')?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
+/// The produce time in nanoseconds and the sequence number encoded in a
+/// bench event id (`b<nanos>-<seq>`).
+pub fn event_id_parts(webhook_id: &str) -> Option<(u128, u64)> {
+    let (nanos, seq) = webhook_id.strip_prefix('b')?.split_once('-')?;
+    Some((nanos.parse().ok()?, seq.parse().ok()?))
+}
+
+/// The value of an unlabelled series in a Prometheus text exposition.
+pub fn prometheus_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        if words.next()? != name {
+            return None;
+        }
+        words.next()?.parse().ok()
+    })
+}
+
+/// How long one event waited: until it arrived, or, for an event that had
+/// not arrived when the run ended, at least until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Wait {
+    pub us: u64,
+    pub delivered: bool,
+}
+
+/// The waits of `produced` events (sequence number, produce time): their
+/// latency when `delivered` holds it (by sequence number), otherwise the
+/// time from their production to `end_ns`, a lower bound. Sorted.
+pub fn waits(produced: &[(u64, u128)], delivered: &HashMap<u64, u64>, end_ns: u128) -> Vec<Wait> {
+    let mut waits: Vec<Wait> = produced
+        .iter()
+        .map(|&(seq, at)| match delivered.get(&seq) {
+            Some(&us) => Wait {
+                us,
+                delivered: true,
+            },
+            None => Wait {
+                us: u64::try_from(end_ns.saturating_sub(at) / 1000).unwrap_or(u64::MAX),
+                delivered: false,
+            },
+        })
+        .collect();
+    waits.sort_unstable();
+    waits
+}
+
+/// A quantile of waits, some of which may be lower bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Quantile {
+    pub us: u64,
+    /// The true quantile may be higher: an event at or below its rank had
+    /// not arrived, so its wait is only known to be at least this long.
+    pub at_least: bool,
+}
+
+/// The `q`-quantile of `sorted` waits by the nearest-rank method. Exact
+/// when every undelivered event ranks above it: their true waits are
+/// longer still, so they cannot move it.
+pub fn wait_quantile(sorted: &[Wait], q: f64) -> Option<Quantile> {
+    let value = percentile_rank(sorted.len(), q)?;
+    Some(Quantile {
+        us: sorted[value].us,
+        at_least: sorted[..=value].iter().any(|w| !w.delivered),
+    })
+}
+
+/// The index of the nearest-rank `q`-quantile among `len` sorted samples.
+fn percentile_rank(len: usize, q: f64) -> Option<usize> {
+    if len == 0 {
+        return None;
+    }
+    let rank = (q * len as f64).ceil() as usize;
+    Some(rank.clamp(1, len) - 1)
+}
+
+/// A gauge sampled over a run: (seconds since its start, value).
+pub type Timeline = [(f64, f64)];
+
+/// When the gauge was first at least `threshold`.
+pub fn first_reached(timeline: &Timeline, threshold: f64) -> Option<f64> {
+    timeline
+        .iter()
+        .find(|(_, v)| *v >= threshold)
+        .map(|(t, _)| *t)
+}
+
+/// For how long the gauge was at least `threshold`, counting each sample
+/// until the next one.
+pub fn seconds_reached(timeline: &Timeline, threshold: f64) -> f64 {
+    timeline
+        .windows(2)
+        .filter(|pair| pair[0].1 >= threshold)
+        .map(|pair| pair[1].0 - pair[0].0)
+        // Not `sum`, whose empty sum of floats is -0.0.
+        .fold(0.0, |total, seconds| total + seconds)
 }
 
 #[cfg(test)]
@@ -97,6 +190,13 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn durations_read_in_milliseconds_then_seconds() {
+        assert_eq!(human_us(1_234), "1.2 ms");
+        assert_eq!(human_us(9_999_000), "9999.0 ms");
+        assert_eq!(human_us(31_250_000), "31.2 s");
     }
 
     #[test]
@@ -129,11 +229,106 @@ mod tests {
     }
 
     #[test]
-    fn event_ids_carry_their_produce_time() {
+    fn event_ids_carry_their_produce_time_and_sequence() {
         assert_eq!(
-            produced_nanos("b1700000000000000000-42"),
-            Some(1_700_000_000_000_000_000)
+            event_id_parts("b1700000000000000000-42"),
+            Some((1_700_000_000_000_000_000, 42))
         );
-        assert_eq!(produced_nanos("evt_x_1_2"), None);
+        assert_eq!(event_id_parts("b1700000000000000000"), None);
+        assert_eq!(event_id_parts("evt_x_1_2"), None);
+    }
+
+    #[test]
+    fn prometheus_values_of_unlabelled_series() {
+        let text = "# HELP hookline_partitions_window_full Assigned partitions\n\
+                    # TYPE hookline_partitions_window_full gauge\n\
+                    hookline_partitions_window_full 12\n\
+                    hookline_partitions_window_full_total 3\n\
+                    hookline_consumer_lag{partition=\"0\"} 7\n";
+        assert_eq!(
+            prometheus_value(text, "hookline_partitions_window_full"),
+            Some(12.0)
+        );
+        assert_eq!(prometheus_value(text, "hookline_consumer_lag"), None);
+        assert_eq!(prometheus_value(text, "hookline_tenants"), None);
+    }
+
+    fn delivered(us: u64) -> Wait {
+        Wait {
+            us,
+            delivered: true,
+        }
+    }
+
+    #[test]
+    fn undelivered_events_wait_until_the_end_of_the_run() {
+        let produced = [(1, 1_000_000), (2, 2_000_000), (3, 3_000_000)];
+        let arrived = HashMap::from([(1, 500), (3, 40)]);
+        let waits = waits(&produced, &arrived, 10_000_000);
+        assert_eq!(
+            waits,
+            [
+                delivered(40),
+                delivered(500),
+                Wait {
+                    us: 8_000,
+                    delivered: false
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_quantile_is_exact_while_undelivered_events_rank_above_it() {
+        let mut waits: Vec<Wait> = (1..=99).map(delivered).collect();
+        waits.push(Wait {
+            us: 5_000,
+            delivered: false,
+        });
+        assert_eq!(
+            wait_quantile(&waits, 0.99),
+            Some(Quantile {
+                us: 99,
+                at_least: false
+            })
+        );
+        assert_eq!(
+            wait_quantile(&waits, 1.0),
+            Some(Quantile {
+                us: 5_000,
+                at_least: true
+            })
+        );
+        assert_eq!(wait_quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn a_quantile_past_an_undelivered_event_is_a_lower_bound() {
+        let mut waits = vec![
+            Wait {
+                us: 10,
+                delivered: false,
+            },
+            delivered(20),
+            delivered(30),
+        ];
+        waits.sort_unstable();
+        assert_eq!(
+            wait_quantile(&waits, 0.5),
+            Some(Quantile {
+                us: 20,
+                at_least: true
+            })
+        );
+    }
+
+    #[test]
+    fn timelines_tell_when_and_how_long_a_gauge_was_up() {
+        let timeline = [(0.0, 0.0), (1.0, 1.0), (1.5, 2.0), (3.0, 0.0), (4.0, 1.0)];
+        assert_eq!(first_reached(&timeline, 1.0), Some(1.0));
+        assert_eq!(first_reached(&timeline, 3.0), None);
+        assert_eq!(seconds_reached(&timeline, 1.0), 2.0);
+        assert_eq!(seconds_reached(&timeline, 2.0), 1.5);
+        assert_eq!(seconds_reached(&[], 1.0), 0.0);
     }
 }
