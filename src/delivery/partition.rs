@@ -132,7 +132,8 @@ struct Gauges {
 }
 
 impl Gauges {
-    fn set<R>(&mut self, scheduler: &Scheduler<R>, window_full: bool) {
+    /// Follows the scheduler's counts.
+    fn set<R>(&mut self, scheduler: &Scheduler<R>) {
         let suspended = scheduler.suspended_count() as i64;
         let backing_off = scheduler.backing_off() as i64;
         metrics::tenants_suspended_changed(suspended - self.suspended);
@@ -141,14 +142,17 @@ impl Gauges {
         if lowest != self.lowest_backing_off {
             metrics::partitions_backing_off_changed(if lowest { 1 } else { -1 });
         }
-        if window_full != self.window_full {
-            metrics::partitions_window_full_changed(if window_full { 1 } else { -1 });
-        }
         // Field by field: assigning a whole `Gauges` would drop the old
         // one, and with it take this partition's share back.
         self.suspended = suspended;
         self.backing_off = backing_off;
         self.lowest_backing_off = lowest;
+    }
+
+    fn set_window_full(&mut self, window_full: bool) {
+        if window_full != self.window_full {
+            metrics::partitions_window_full_changed(if window_full { 1 } else { -1 });
+        }
         self.window_full = window_full;
     }
 }
@@ -219,6 +223,10 @@ struct Driver<S: PartitionSource, P> {
     gauges: Gauges,
     checkpoints: Checkpoints,
     window_warned: Option<Instant>,
+    /// The window was full at some moment since the last tick: the gauge
+    /// says so for the whole tick, rather than flickering with every
+    /// record that frees a place for a moment.
+    window_filled: bool,
     lag: LagSampler,
 }
 
@@ -250,6 +258,7 @@ pub async fn run<S, P>(
         gauges: Gauges::default(),
         checkpoints: Checkpoints::default(),
         window_warned: None,
+        window_filled: false,
     };
     driver.restore().await;
     if let Err(lost) = driver.work(&mut statuses).await {
@@ -302,7 +311,7 @@ where
             .map(|(tenant, probe)| (Key::from(tenant.as_bytes()), clock.to_instant(probe)));
         self.scheduler.restore(finished, suspended);
         self.checkpoints.stored = Some((offset, text));
-        self.gauges.set(&self.scheduler, false);
+        self.gauges.set(&self.scheduler);
     }
 
     /// The main loop, until `stop` or `abort`.
@@ -314,6 +323,13 @@ where
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.start_ready_jobs();
+            if !self.scheduler.has_room() {
+                self.window_filled = true;
+                // Records finish and arrive while the window stays full:
+                // whether failing tenants alone are left holding it is
+                // looked at each time, not only when a backoff starts.
+                self.suspend_window_holder();
+            }
             let wakeup = self.scheduler.next_wakeup();
             let source = self.source.clone();
             tokio::select! {
@@ -323,8 +339,7 @@ where
                 Some(done) = self.tasks.join_next() => self.finished(done),
                 Some((offset, backing_off)) = statuses.recv() => {
                     self.scheduler.set_backing_off(offset, backing_off);
-                    self.suspend_window_holder();
-                    self.gauges.set(&self.scheduler, !self.scheduler.has_room());
+                    self.gauges.set(&self.scheduler);
                 }
                 record = source.next(), if self.scheduler.has_room() => self.admit(record),
                 _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
@@ -393,7 +408,7 @@ where
         if let Some(change) = finished.suspension {
             self.log_suspension(&change);
         }
-        self.gauges.set(&self.scheduler, !self.scheduler.has_room());
+        self.gauges.set(&self.scheduler);
     }
 
     fn log_suspension(&self, change: &SuspensionChange) {
@@ -444,9 +459,10 @@ where
 
     /// Keeps the full-window gauge and warning current.
     fn watch_window(&mut self) {
-        let full = !self.scheduler.has_room();
-        self.gauges.set(&self.scheduler, full);
-        if !full {
+        let full_now = !self.scheduler.has_room();
+        self.gauges.set_window_full(self.window_filled || full_now);
+        self.window_filled = full_now;
+        if !full_now {
             self.window_warned = None;
             return;
         }

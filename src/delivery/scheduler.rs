@@ -567,6 +567,9 @@ impl<R> Scheduler<R> {
             return None;
         }
         let tenant = held.key.clone()?;
+        if self.is_suspended(&tenant) {
+            return None;
+        }
         let failing: HashSet<&Key> = self
             .held
             .values()
@@ -580,11 +583,8 @@ impl<R> Scheduler<R> {
         if others_unfinished {
             return None;
         }
-        let state = self.tenants.entry(tenant.clone()).or_default();
-        if state.next_probe.is_some() {
-            return None;
-        }
-        state.next_probe = Some(now + self.settings.probe_interval);
+        self.tenants.entry(tenant.clone()).or_default().next_probe =
+            Some(now + self.settings.probe_interval);
         self.suspended += 1;
         Some((tenant, offset))
     }

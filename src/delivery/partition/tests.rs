@@ -580,13 +580,15 @@ fn a_partitions_gauges_add_up_while_it_runs_and_return_to_zero_after() {
             scheduler.set_backing_off(offset, true);
         }
         let mut gauges = Gauges::default();
-        gauges.set(&scheduler, false);
-        gauges.set(&scheduler, true);
+        gauges.set(&scheduler);
+        gauges.set(&scheduler);
+        gauges.set_window_full(true);
         assert_eq!(value(metrics::TENANTS_BACKING_OFF), 2.0);
         assert_eq!(value(metrics::PARTITIONS_BACKING_OFF), 1.0);
         assert_eq!(value(metrics::PARTITIONS_WINDOW_FULL), 1.0);
         scheduler.finish(0, Ending::Delivered, now);
-        gauges.set(&scheduler, false);
+        gauges.set(&scheduler);
+        gauges.set_window_full(false);
         assert_eq!(value(metrics::TENANTS_BACKING_OFF), 1.0);
         assert_eq!(
             value(metrics::PARTITIONS_BACKING_OFF),
@@ -598,4 +600,31 @@ fn a_partitions_gauges_add_up_while_it_runs_and_return_to_zero_after() {
         assert_eq!(value(metrics::TENANTS_BACKING_OFF), 0.0);
         assert_eq!(value(metrics::PARTITIONS_BACKING_OFF), 0.0);
     });
+}
+
+/// Regression: the window was looked at only when a backoff started or
+/// ended, so a tenant already waiting when the others' records finished
+/// held the partition until its next attempt.
+#[tokio::test(start_paused = true)]
+async fn a_failing_tenant_left_alone_in_a_full_window_is_suspended_at_once() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 100 });
+    let mut h = Harness::start(
+        Settings {
+            window: 5,
+            ..settings(Lanes::PerKey)
+        },
+        processor,
+        None,
+    );
+    // bad's first attempt fails at once and it starts waiting; the others
+    // finish afterwards, leaving it alone in the full window.
+    h.produce(&["bad", "ok", "ok", "ok", "ok"]);
+    h.produce(&["late", "late"]);
+    until(|| h.ends_of("late").len() == 2).await;
+    let bad = h.runs_of("bad");
+    assert_eq!(bad[0].ended.unwrap().1, Ok(Ending::Other), "suspended");
+    // Long before bad's next attempt (a backoff of BACKOFF after the first).
+    assert!(h.ends_of("late")[1] < BACKOFF, "{:?}", h.ends_of("late"));
+    h.stop().await;
 }
