@@ -337,6 +337,44 @@ async fn records_finished_above_a_stuck_one_are_not_delivered_again_after_a_rest
     replica.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_survives_a_restart() {
+    let broker = Broker::new("suspend-restart");
+    let topics = create_topics(&broker, 1).await;
+    let receiver = Receiver::start(Arc::new(|_, _| StatusCode::SERVICE_UNAVAILABLE)).await;
+    register(&broker, &topics, &receiver, &["down"]).await;
+    // One exhausted event suspends; the probe is an hour away.
+    let config = || {
+        replica_config(
+            &broker,
+            &[
+                ("DELIVERY__MAX_ATTEMPTS", "1"),
+                ("DELIVERY__SUSPEND_AFTER", "1"),
+                ("DELIVERY__SUSPENSION_PROBE_INTERVAL", "1h"),
+            ],
+        )
+    };
+    let replica = Replica::start(config(), &topics).await;
+    produce(&broker, &topics.events, 0, "down", "down-0").await;
+    let dead = broker
+        .consume(&topics.dlq, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(dead[0].header("dlq.reason"), Some("retries_exhausted"));
+    replica.stop().await;
+
+    // The next owner of the partition knows the tenant is suspended.
+    let replica = Replica::start(config(), &topics).await;
+    produce(&broker, &topics.events, 0, "down", "down-1").await;
+    let dead = broker
+        .consume(&topics.dlq, 2, Duration::from_secs(30))
+        .await;
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[1].header("dlq.reason"), Some("tenant_suspended"));
+    assert_eq!(dead[1].header("dlq.attempts"), Some("0"));
+    assert_eq!(receiver.received().len(), 1, "down-1 was not attempted");
+    replica.stop().await;
+}
+
 /// The requests on `path`, in arrival order.
 fn on_path<'a>(received: &'a [Received], path: &str) -> Vec<&'a Received> {
     received.iter().filter(|r| r.path == path).collect()
