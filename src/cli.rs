@@ -8,6 +8,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::delivery::dead_letter::DlqReason;
 use crate::tenants::RateLimit;
 
 /// Kafka-native, multi-tenant webhook delivery: every event encrypted for its
@@ -48,6 +49,10 @@ pub enum Command {
     /// Manage tenants on the compacted `tenants` topic.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+
+    /// Dead letters: what was dead-lettered, and replaying it.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 
     /// Generate a customer's RSA key pair (PKCS#8 private, SPKI public).
     Keygen(KeygenArgs),
@@ -152,6 +157,89 @@ pub struct TenantPutArgs {
     /// affected. Default: unlimited.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Write dead letters back to the events topic, in order, each once.
+    #[command(
+        long_about = "Write dead letters back to the events topic, in order, each once.\n\n\
+            Each replayed record keeps the dead letter's key, value and headers, without the \
+            `dlq.*` headers, and gains `hookline.replay-of` = `<dlq partition>:<offset>`; an \
+            event with an `id` keeps its `webhook-id`. A tenant's dead letters are written in \
+            the order they were dead-lettered, which is the order of its events. The run stops \
+            at the first failed write (exit 1).",
+        after_long_help = REPLAY_REMEMBERING_HELP
+    )]
+    Replay(DlqReplayArgs),
+
+    /// Dead letters per tenant and reason, with the oldest and newest.
+    Stats(DlqStatsArgs),
+}
+
+/// How `dlq replay` remembers what it replayed, for its `--help`.
+const REPLAY_REMEMBERING_HELP: &str = "\
+What is remembered:
+  A replay reads the dead-letter topic up to its end as it is when the run starts, and
+  remembers how far it got in a consumer group of its own, one per filter:
+  `<kafka.group_id>.replay.<hash>`, the hash taken over the sorted tenants and reasons and
+  --since/--until exactly as written (so `--since 2h` is the same filter every time). It
+  commits a dead-letter partition's offset only once every record replayed before it was
+  acknowledged on the events topic. Running the same command again therefore replays only
+  dead letters written since; --again starts from the beginning. The summary names the group;
+  `kafka-consumer-groups --describe --group <group>` shows how far it got.
+
+  Two different filters are two groups, and do not know of each other: where they overlap
+  (`--tenant acme` and `--reason tenant_suspended`), each replays the overlap. A dead letter
+  newer than an --until given as a duration is left for a later run, with everything after it
+  in its partition.";
+
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    /// Only this tenant's dead letters (the record key); repeat for more.
+    /// Default: every tenant.
+    #[arg(long = "tenant", value_name = "T")]
+    pub tenants: Vec<String>,
+
+    /// Only dead letters with this `dlq.reason`; repeat for more. One of
+    /// retries_exhausted, rejected, unknown_tenant, tenant_disabled,
+    /// invalid_tenant, invalid_event, payload_too_large,
+    /// blocked_destination, tenant_suspended. Default: every reason.
+    #[arg(long = "reason", value_name = "R")]
+    pub reasons: Vec<DlqReason>,
+
+    /// Only dead letters written at or after this instant: RFC 3339
+    /// (2026-11-28T10:00:00Z) or a duration back from now (2h, 30m). The
+    /// time is the dead-letter record's own, when it was dead-lettered.
+    #[arg(long, value_name = "S")]
+    pub since: Option<String>,
+
+    /// Only dead letters written before this instant, in the same forms as
+    /// --since.
+    #[arg(long, value_name = "U")]
+    pub until: Option<String>,
+
+    /// Print what would be replayed, per tenant and reason; send nothing and
+    /// remember nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Start from the beginning of the dead-letter topic, replaying again
+    /// what this filter replayed before.
+    #[arg(long)]
+    pub again: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqStatsArgs {
+    /// Only this tenant's dead letters; repeat for more. Default: every
+    /// tenant.
+    #[arg(long = "tenant", value_name = "T")]
+    pub tenants: Vec<String>,
+
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +383,7 @@ mod tests {
             "run",
             "setup-topics",
             "tenants",
+            "dlq",
             "keygen",
             "send",
             "receive",
@@ -392,6 +481,57 @@ mod tests {
             let err = put(bad).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
             assert!(err.to_string().contains("--rate-limit"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn dlq_replay_takes_repeated_filters_and_refuses_an_unknown_reason_listing_the_valid_ones() {
+        let cli = Cli::try_parse_from([
+            "hookline",
+            "dlq",
+            "replay",
+            "--tenant",
+            "acme",
+            "--tenant",
+            "globex",
+            "--reason",
+            "tenant_suspended",
+            "--reason",
+            "retries_exhausted",
+            "--since",
+            "2h",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Command::Dlq(DlqCommand::Replay(args)) = cli.command else {
+            panic!("not dlq replay");
+        };
+        assert_eq!(args.tenants, ["acme", "globex"]);
+        assert_eq!(
+            args.reasons,
+            [DlqReason::TenantSuspended, DlqReason::RetriesExhausted]
+        );
+        assert_eq!(args.since.as_deref(), Some("2h"));
+        assert!(args.dry_run && !args.again);
+
+        let err =
+            Cli::try_parse_from(["hookline", "dlq", "replay", "--reason", "Rejected"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let message = err.to_string();
+        assert!(message.contains("--reason"), "{message}");
+        assert!(message.contains("tenant_suspended"), "{message}");
+    }
+
+    #[test]
+    fn dlq_replay_help_says_how_a_replay_is_remembered() {
+        let mut command = Cli::command();
+        let replay = command
+            .find_subcommand_mut("dlq")
+            .and_then(|dlq| dlq.find_subcommand_mut("replay"))
+            .expect("dlq replay exists");
+        let help = replay.render_long_help().to_string();
+        for needle in [".replay.<hash>", "--again", "overlap", "hookline.replay-of"] {
+            assert!(help.contains(needle), "{needle} missing from:\n{help}");
         }
     }
 

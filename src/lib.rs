@@ -30,6 +30,9 @@
 //! - [`receiver`]: verify-then-decrypt of a webhook request, embeddable by
 //!   customers, and the HTTP endpoint around it (`hookline receive`, the
 //!   demo's receivers).
+//! - [`recovery`]: bringing dead letters back: the filter, the replay to
+//!   the events topic (remembered per filter in a consumer group), and the
+//!   dead-letter statistics.
 //! - [`schema_registry`]: the Confluent-compatible schema registry client:
 //!   Avro writer schemas by id, and registering the event schema.
 //! - [`telemetry`]: log setup, metrics (names and recording in one place),
@@ -54,6 +57,7 @@ pub mod error;
 pub mod events;
 pub mod kafka;
 pub mod receiver;
+pub mod recovery;
 pub mod schema_registry;
 pub mod telemetry;
 pub mod tenants;

@@ -4,6 +4,7 @@
 
 mod api;
 mod demo;
+mod dlq;
 mod receive;
 mod run;
 mod send;
@@ -46,6 +47,7 @@ async fn with_config(command: Command, config: Config) -> Result<ExitCode> {
         Command::Run(args) => run::run(args, config).await,
         Command::SetupTopics(args) => setup_topics::setup_topics(args, config).await,
         Command::Tenants(command) => tenants::run(command, &config).await,
+        Command::Dlq(command) => dlq::run(command, &config).await,
         Command::Send(args) => send::run(args, &config).await,
         Command::Api(args) => api::run(args, config).await,
         Command::Keygen(_) | Command::Receive(_) | Command::Demo(_) => {
@@ -72,6 +74,15 @@ fn load_topology(flag: Option<&Path>, config: &Config) -> Result<(Topology, Stri
     let path = flag.or(config.topology.as_deref());
     let origin = path.map_or_else(|| EMBEDDED_ORIGIN.to_string(), |p| p.display().to_string());
     Ok((Topology::load(path)?, origin))
+}
+
+/// `n` and the noun, plural unless `n` is 1.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// The tenants topic of the configured topology.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::count;
 use crate::cli::SetupTopicsArgs;
 use crate::config::Config;
 use crate::kafka::admin::Admin;
@@ -204,15 +205,6 @@ async fn await_convergence(admin: &Admin, topology: &Topology) -> Result<()> {
             );
         }
         tokio::time::sleep(CONVERGENCE_POLL).await;
-    }
-}
-
-/// `n` and the noun, plural unless `n` is 1.
-fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
     }
 }
 

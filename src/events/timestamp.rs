@@ -42,6 +42,16 @@ pub fn format_system_time(instant: SystemTime) -> Option<String> {
         Ok(after) => i128::try_from(after.as_nanos()).ok()?,
         Err(before) => -i128::try_from(before.duration().as_nanos()).ok()?,
     };
+    format_unix_nanos(nanos)
+}
+
+/// A Kafka record timestamp (milliseconds since the Unix epoch) as RFC 3339
+/// (see [`format_rfc3339_millis`]), or `None` outside years 0000–9999.
+pub fn format_unix_millis(millis: i64) -> Option<String> {
+    format_unix_nanos(i128::from(millis) * 1_000_000)
+}
+
+fn format_unix_nanos(nanos: i128) -> Option<String> {
     format_rfc3339_millis(OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?)
 }
 
@@ -58,6 +68,15 @@ mod tests {
             format_system_time(before).as_deref(),
             Some("1969-12-31T23:59:58.500Z")
         );
+    }
+
+    #[test]
+    fn record_timestamps_are_formatted_from_milliseconds() {
+        assert_eq!(
+            format_unix_millis(1_795_860_000_123).as_deref(),
+            Some("2026-11-28T10:00:00.123Z")
+        );
+        assert_eq!(format_unix_millis(i64::MAX), None);
     }
 
     #[test]

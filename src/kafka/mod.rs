@@ -7,7 +7,11 @@
 //! - [`group`]: the events consumer: group membership, per-partition
 //!   queues, offsets stored only when told.
 //! - [`mock`]: librdkafka's in-process mock cluster, for `hookline demo`.
-//! - [`producer`]: writes that wait for the broker's acknowledgement.
+//! - [`producer`]: writes that wait for the broker's acknowledgement, one
+//!   at a time or many in flight in a given order.
+//! - [`range_reader`]: a topic read from a group's committed offsets (or
+//!   the beginning) to the high watermarks, committing only when told; the
+//!   dead-letter replay and statistics.
 //! - [`record`]: a record of the events topic, owned.
 //! - [`table_reader`]: a compacted topic read whole, then followed.
 
@@ -15,6 +19,8 @@ pub mod admin;
 pub mod group;
 pub mod mock;
 pub mod producer;
+pub mod range_reader;
+mod reading;
 pub mod record;
 pub mod table_reader;
 

@@ -2,11 +2,14 @@
 //! sent from the command line, dead letters. Every send waits until the
 //! broker has acknowledged the write to all in-sync replicas.
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::KafkaConfig;
 
@@ -77,6 +80,24 @@ impl AckedProducer {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> Result<Acknowledged, ProduceError> {
+        self.enqueue_record(topic, key, value, headers).await?.await
+    }
+
+    /// Hands a record to the producer and returns as soon as it is queued,
+    /// with the acknowledgement still to come. Records enqueued one after
+    /// the other are written in that order (the producer is idempotent, so
+    /// retries do not reorder them), which lets a caller keep many records
+    /// in flight and still write them in a given order: await each
+    /// `enqueue_record` before the next, and the [`PendingAck`]s later.
+    /// Waits only while the producer's queue is full, at most the producer's
+    /// timeout.
+    pub async fn enqueue_record(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) -> Result<PendingAck, ProduceError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
         if let Some(key) = key {
             record = record.key(key);
@@ -94,16 +115,67 @@ impl AckedProducer {
             }
             record = record.headers(owned);
         }
-        self.inner
-            .send(record, self.timeout)
-            .await
-            .map(|delivery| Acknowledged {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            })
-            .map_err(|(source, _)| ProduceError::Write {
-                topic: topic.to_string(),
+        let started = Instant::now();
+        loop {
+            // `send_result` queues the record synchronously or gives it back;
+            // `FutureProducer::send` would do the same, but polling several
+            // of its futures at once could queue them in any order.
+            match self.inner.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(PendingAck {
+                        topic: topic.to_string(),
+                        delivery,
+                    });
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if started.elapsed() < self.timeout =>
+                {
+                    record = returned;
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((source, _)) => {
+                    return Err(ProduceError::Write {
+                        topic: topic.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// How long to wait before offering a record again to a producer whose queue
+/// was full (what `FutureProducer::send` waits).
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(100);
+
+/// A record queued by [`AckedProducer::enqueue_record`]: resolves once the
+/// broker acknowledged it, or with the error that ended its delivery.
+pub struct PendingAck {
+    topic: String,
+    delivery: DeliveryFuture,
+}
+
+impl Future for PendingAck {
+    type Output = Result<Acknowledged, ProduceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        Pin::new(&mut this.delivery).poll(cx).map(|outcome| {
+            let failed = |source| ProduceError::Write {
+                topic: this.topic.clone(),
                 source,
-            })
+            };
+            match outcome {
+                Ok(Ok(delivery)) => Ok(Acknowledged {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((source, _))) => Err(failed(source)),
+                // The producer is held by whoever holds this future's
+                // producer handle; it drops the delivery report only when
+                // it is destroyed with the record still queued.
+                Err(_canceled) => Err(failed(KafkaError::Canceled)),
+            }
+        })
     }
 }

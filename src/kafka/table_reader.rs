@@ -17,6 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+use super::reading;
 use crate::config::KafkaConfig;
 
 /// How long [`TableReader::connect`] waits for the cluster to answer the
@@ -103,53 +104,23 @@ impl TableReader {
         topic: &str,
         timeout: Duration,
     ) -> Result<Self, TableReaderError> {
-        let consumer: StreamConsumer = super::client_config(config)
-            // librdkafka wants a group id even for a manual assignment. The
-            // group is never joined (nothing subscribes) and nothing is
-            // committed to it: every replica reads the whole table.
-            .set("group.id", format!("{}.table-reader", config.group_id))
-            // The same session timeout as the group consumer, so that
-            // pass-through properties checked against it (such as
-            // max.poll.interval.ms) are valid for both clients.
-            .set(
-                "session.timeout.ms",
-                config.session_timeout.as_millis().to_string(),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            // Prefetched records are memory at the restore's peak, on top
-            // of the table being built; librdkafka's default prefetch is
-            // 64 MB. 8 MB still keeps the fetches large.
-            .set("queued.max.messages.kbytes", "8192")
-            // Once that prefetch is full, librdkafka postpones the next
-            // fetch by this much (1 s by default), which the restore drains
-            // in a fraction of that: without it, reading 100,000 records
-            // stalled for a second every 8 MB.
-            .set("fetch.queue.backoff.ms", "10")
+        // The group is never joined and nothing is committed to it: every
+        // replica reads the whole table.
+        let group = format!("{}.table-reader", config.group_id);
+        let consumer: StreamConsumer = reading::assigning_consumer(config, &group)
             .create()
             .map_err(TableReaderError::Client)?;
         let consumer = Arc::new(consumer);
 
-        let partitions = {
-            let consumer = consumer.clone();
-            let name = topic.to_string();
-            tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&name), timeout))
-                .await
-                .expect("the metadata request does not panic")
-                .map_err(|source| TableReaderError::Metadata {
-                    topic: topic.to_string(),
-                    source,
-                })?
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none())
-                .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| TableReaderError::MissingTopic {
-                    topic: topic.to_string(),
-                })?
-        };
+        let partitions = reading::partitions_of(&consumer, topic, timeout)
+            .await
+            .map_err(|source| TableReaderError::Metadata {
+                topic: topic.to_string(),
+                source,
+            })?
+            .ok_or_else(|| TableReaderError::MissingTopic {
+                topic: topic.to_string(),
+            })?;
 
         let mut assignment = TopicPartitionList::new();
         for &partition in &partitions {
@@ -275,46 +246,22 @@ impl TableReader {
 
     /// `(low, high)` watermarks of every partition.
     async fn high_watermarks(&self) -> Result<BTreeMap<i32, (i64, i64)>, TableReaderError> {
-        let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let partitions = self.partitions.clone();
-        tokio::task::spawn_blocking(move || {
-            partitions
-                .into_iter()
-                .map(|p| {
-                    consumer
-                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                        .map(|w| (p, w))
-                })
-                .collect::<Result<BTreeMap<_, _>, _>>()
-        })
-        .await
-        .expect("the watermark requests do not panic")
-        .map_err(|source| TableReaderError::Metadata {
-            topic: self.topic.clone(),
-            source,
-        })
+        reading::watermarks(&self.consumer, &self.topic, &self.partitions)
+            .await
+            .map_err(|source| TableReaderError::Metadata {
+                topic: self.topic.clone(),
+                source,
+            })
     }
 
     /// Removes from `pending` every partition whose position reached its
     /// target high watermark.
     fn drop_caught_up(&self, pending: &mut BTreeMap<i32, i64>) -> Result<(), TableReaderError> {
-        let positions = self
-            .consumer
-            .position()
+        reading::drop_caught_up(&self.consumer, &self.topic, pending)
+            .map(|_| ())
             .map_err(|source| TableReaderError::Read {
                 topic: self.topic.clone(),
                 source,
-            })?;
-        for element in positions.elements_for_topic(&self.topic) {
-            if let Offset::Offset(position) = element.offset()
-                && pending
-                    .get(&element.partition())
-                    .is_some_and(|&high| position >= high)
-            {
-                pending.remove(&element.partition());
-            }
-        }
-        Ok(())
+            })
     }
 }

@@ -11,6 +11,7 @@ mod avro_delivery;
 mod cli;
 mod delivery;
 mod demo;
+mod dlq;
 mod hostile;
 mod kafka_roundtrip;
 mod key_order;

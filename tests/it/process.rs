@@ -2,33 +2,16 @@
 //! mid-stream.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use hookline::delivery::runner::Topics;
 
-use crate::support::process::Spawned;
+use crate::support::process::{Spawned, command, output};
 use crate::support::receiver::delivered_by_tenant;
 use crate::support::replica::{TestTenant, topic_names, write_topology};
 use crate::support::{Broker, Received, Receiver, hookline};
-
-/// A `hookline` command for this test: its topology, its group, loopback
-/// destinations allowed, quick retries.
-fn command(broker: &Broker, topology: &std::path::Path) -> Command {
-    let mut command = hookline(&broker.bootstrap);
-    command
-        .env("HOOKLINE__TOPOLOGY", topology)
-        .env("HOOKLINE__KAFKA__GROUP_ID", broker.name("group"))
-        .env("HOOKLINE__KAFKA__SESSION_TIMEOUT", "6s")
-        .env("HOOKLINE__KAFKA__DRAIN_TIMEOUT", "3s")
-        .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
-        .env("HOOKLINE__DELIVERY__INITIAL_BACKOFF", "50ms")
-        .env("HOOKLINE__DELIVERY__MAX_BACKOFF", "200ms")
-        .env("HOOKLINE__TELEMETRY__LISTEN", "127.0.0.1:0");
-    command
-}
 
 /// Topics named for this test, created by `setup-topics` with
 /// `partitions` partitions, and the topology file naming them.
@@ -53,15 +36,6 @@ async fn start_replica(broker: &Broker, topology: &std::path::Path) -> Spawned {
         .wait_for_log("replica started", Duration::from_secs(30))
         .await;
     replica
-}
-
-fn output(mut command: Command, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = command.args(args).output().expect("run hookline");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

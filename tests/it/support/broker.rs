@@ -23,6 +23,8 @@ pub fn bootstrap() -> String {
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
+    /// Milliseconds since the Unix epoch, when the record has a timestamp.
+    pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -215,6 +217,7 @@ impl Broker {
                 Ok(Ok(message)) => records.push(Record {
                     partition: message.partition(),
                     offset: message.offset(),
+                    timestamp_ms: message.timestamp().to_millis(),
                     key: message.key().map(<[u8]>::to_vec),
                     value: message.payload().map(<[u8]>::to_vec),
                     headers: message

@@ -6,6 +6,32 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A `hookline` command for this test: its topology, its group, loopback
+/// destinations allowed, quick retries.
+pub fn command(broker: &super::Broker, topology: &std::path::Path) -> Command {
+    let mut command = super::hookline(&broker.bootstrap);
+    command
+        .env("HOOKLINE__TOPOLOGY", topology)
+        .env("HOOKLINE__KAFKA__GROUP_ID", broker.name("group"))
+        .env("HOOKLINE__KAFKA__SESSION_TIMEOUT", "6s")
+        .env("HOOKLINE__KAFKA__DRAIN_TIMEOUT", "3s")
+        .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("HOOKLINE__DELIVERY__INITIAL_BACKOFF", "50ms")
+        .env("HOOKLINE__DELIVERY__MAX_BACKOFF", "200ms")
+        .env("HOOKLINE__TELEMETRY__LISTEN", "127.0.0.1:0");
+    command
+}
+
+/// Runs `command` with `args` to its end: exit code, stdout and stderr.
+pub fn output(mut command: Command, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = command.args(args).output().expect("run hookline");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A running `hookline` whose stdout and stderr are collected line by line.
 pub struct Spawned {
     child: Child,
