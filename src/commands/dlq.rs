@@ -284,6 +284,7 @@ mod tests {
             read: 5,
             replayed,
             deferred,
+            written: Default::default(),
             elapsed: Duration::from_millis(300),
         }
     }

@@ -80,7 +80,9 @@ impl AckedProducer {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> Result<Acknowledged, ProduceError> {
-        self.enqueue_record(topic, key, value, headers).await?.await
+        self.enqueue_record(topic, None, key, value, headers)
+            .await?
+            .await
     }
 
     /// Hands a record to the producer and returns as soon as it is queued,
@@ -90,15 +92,20 @@ impl AckedProducer {
     /// in flight and still write them in a given order: await each
     /// `enqueue_record` before the next, and the [`PendingAck`]s later.
     /// Waits only while the producer's queue is full, at most the producer's
-    /// timeout.
+    /// timeout. `partition` chooses the partition; `None` leaves it to the
+    /// partitioner (by key).
     pub async fn enqueue_record(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> Result<PendingAck, ProduceError> {
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }

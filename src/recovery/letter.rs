@@ -2,13 +2,9 @@
 //! was dead-lettered and when, and the record a replay writes back to the
 //! events topic. Pure.
 
-use crate::delivery::dead_letter::{DlqReason, header};
+use crate::delivery::dead_letter::header::REPLAY_OF;
+use crate::delivery::dead_letter::{DlqPosition, DlqReason, header};
 use crate::kafka::record::Record;
-
-/// The header a replayed record carries: `<dlq partition>:<offset>` of the
-/// dead letter it replays (DESIGN §13). Receivers never see it: hookline
-/// does not forward Kafka headers in webhook requests.
-pub const REPLAY_OF: &str = "hookline.replay-of";
 
 /// The prefix of the headers that hookline adds to a dead letter, which a
 /// replayed record drops.
@@ -44,9 +40,26 @@ impl<'a> LetterInfo<'a> {
     }
 }
 
+/// The partition of `events` that `dead_letter`'s event was read from
+/// (`dlq.topic` and `dlq.partition`), where its replay belongs: the
+/// tenant's other events are there, whichever partitioner their producer
+/// used. `None` when the dead letter came from another topic or does not
+/// say.
+pub fn original_partition(dead_letter: &Record, events: &str) -> Option<i32> {
+    let topic = dead_letter.header(header::TOPIC)?;
+    if topic != events.as_bytes() {
+        return None;
+    }
+    std::str::from_utf8(dead_letter.header(header::PARTITION)?)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|p: &i32| *p >= 0)
+}
+
 /// The value of [`REPLAY_OF`] for the dead letter at `partition`/`offset`.
 pub fn replay_of(partition: i32, offset: i64) -> String {
-    format!("{partition}:{offset}")
+    DlqPosition { partition, offset }.to_string()
 }
 
 /// The headers of the record that replays `dead_letter`: its own in order
@@ -175,5 +188,25 @@ mod tests {
                 ("hookline.replay-of", Some(&b"0:8"[..])),
             ]
         );
+    }
+
+    #[test]
+    fn a_replay_goes_back_to_the_partition_its_event_was_read_from() {
+        let letter = DeadLetter::new(DlqReason::TenantSuspended, "parked", "events", 4, 99);
+        let record = dead_letter(Some(b"acme"), &[], &letter);
+        assert_eq!(original_partition(&record, "events"), Some(4));
+        // From another events topic (the topology changed): the partitioner
+        // chooses.
+        assert_eq!(original_partition(&record, "events.v2"), None);
+        let bare = Record::new(RecordParts {
+            topic: Arc::from("webhook.dlq"),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: Some(b"acme"),
+            value: None,
+            headers: &[("dlq.topic", Some(b"events")), ("dlq.partition", Some(b"x"))],
+        });
+        assert_eq!(original_partition(&bare, "events"), None);
     }
 }

@@ -9,18 +9,19 @@
 //! letters sit in one partition, in the order they were dead-lettered,
 //! which is the order of the events. They are enqueued on the producer in
 //! that order, one at a time, and the idempotent producer keeps the order
-//! of what was enqueued (retries included); the events topic's partitioner
-//! puts them on the tenant's partition. Many records are in flight at once,
+//! of what was enqueued (retries included). Each goes back to the partition
+//! its event was read from (`dlq.partition`), where the tenant's other
+//! events are, whichever partitioner their producer used. Many records are in flight at once,
 //! and their acknowledgements are awaited in the order they were sent.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::filter::{DeadLetterFilter, Verdict};
-use super::letter::{LetterInfo, replay_headers, replay_of};
+use super::letter::{LetterInfo, original_partition, replay_headers, replay_of};
 use super::positions::Positions;
 use super::tally::Tallies;
 use crate::config::KafkaConfig;
@@ -162,6 +163,9 @@ pub struct ReplaySummary {
     /// Dead letters that match but are newer than an `--until` given as a
     /// duration: the next run reads them again.
     pub deferred: u64,
+    /// The newest record written, by events partition: once the replica
+    /// has finished these, it has finished everything this run wrote.
+    pub written: BTreeMap<i32, i64>,
     pub elapsed: Duration,
 }
 
@@ -302,6 +306,7 @@ pub async fn replay(
         read: run.read,
         replayed: run.replayed,
         deferred: run.deferred,
+        written: run.written,
         elapsed: started.elapsed(),
     })
 }
@@ -337,6 +342,7 @@ struct Run {
     in_flight: VecDeque<InFlight>,
     in_flight_bytes: usize,
     failure: Option<Failure>,
+    written: BTreeMap<i32, i64>,
 }
 
 impl Run {
@@ -351,6 +357,7 @@ impl Run {
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
             failure: None,
+            written: BTreeMap::new(),
         }
     }
 
@@ -367,7 +374,11 @@ impl Run {
         let replay_of = replay_of(partition, offset);
         let headers = replay_headers(dead_letter, &replay_of);
         let (key, value) = (dead_letter.key(), dead_letter.value());
-        match producer.enqueue_record(events, key, value, &headers).await {
+        let target = original_partition(dead_letter, events);
+        match producer
+            .enqueue_record(events, target, key, value, &headers)
+            .await
+        {
             Ok(ack) => {
                 self.positions.sent(partition, offset);
                 let bytes = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
@@ -416,7 +427,9 @@ impl Run {
         };
         self.in_flight_bytes -= done.bytes;
         match outcome {
-            Ok(_) => {
+            Ok(ack) => {
+                let newest = self.written.entry(ack.partition).or_insert(ack.offset);
+                *newest = (*newest).max(ack.offset);
                 self.positions.acknowledged(done.partition, done.offset);
                 self.replayed.add(&LetterInfo {
                     tenant: done.tenant.as_deref(),
