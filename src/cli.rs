@@ -115,6 +115,39 @@ pub enum TenantsCommand {
         /// Tenant id.
         id: String,
     },
+    /// Suspend a tenant: its events are parked on the dead-letter topic
+    /// (`tenant_suspended`) until `tenants resume`, which delivers them in
+    /// order.
+    Suspend {
+        /// Tenant id.
+        id: String,
+    },
+    /// Resume a tenant: deliver its parked events, in order, then its new
+    /// ones.
+    #[command(
+        long_about = "Resume a tenant: deliver its parked events, in order, then its \
+        new ones.\n\n\
+        Clears the suspension in the tenant record, then replays the tenant's `tenant_suspended` \
+        dead letters to the events topic (as `hookline dlq replay --tenant ID --reason \
+        tenant_suspended` does, sharing its memory), waits until the replicas have delivered \
+        them, and replays what was parked meanwhile, until nothing new is parked. Until then the \
+        replicas keep parking the tenant's new events behind the replayed ones, so its receiver \
+        sees every event in the order it was produced. Exit 0 once caught up; 1 if the replicas \
+        do not deliver within --wait, or the tenant's events keep being parked (its endpoint \
+        fails again): the same command continues where it stopped."
+    )]
+    Resume(TenantResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantResumeArgs {
+    /// Tenant id.
+    pub id: String,
+
+    /// How long to wait for the replicas to deliver each round of replayed
+    /// events.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
-//! `hookline tenants put|get|list|delete`: the operator's view of the
-//! `tenants` topic. Writes wait for the broker's acknowledgement; reads
-//! restore the table exactly as a replica does.
+//! `hookline tenants put|get|list|delete|suspend|resume`: the operator's
+//! view of the `tenants` topic. Writes wait for the broker's
+//! acknowledgement; reads restore the table exactly as a replica does.
+//! `resume` also replays the tenant's parked events (`recovery::resume`).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -10,11 +11,15 @@ use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::cli::{TenantPutArgs, TenantsCommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{TenantPutArgs, TenantResumeArgs, TenantsCommand};
 use crate::config::Config;
 use crate::crypto::SigningSecret;
 use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader};
+use crate::recovery::{self, ReplayTopics, ResumeProgress};
+use crate::tenants::edit::{self, Edited};
 use crate::tenants::pattern::Pattern;
 use crate::tenants::sync;
 use crate::tenants::{RateLimit, Tenant, TenantEntry, TenantRecord, TenantTable};
@@ -29,7 +34,65 @@ pub async fn run(command: TenantsCommand, config: &Config) -> Result<ExitCode> {
         TenantsCommand::Get { id } => get(&id, config, &topic).await,
         TenantsCommand::List { json } => list(json, config, &topic).await,
         TenantsCommand::Delete { id } => delete(&id, config, &topic).await,
+        TenantsCommand::Suspend { id } => suspend(&id, config, &topic).await,
+        TenantsCommand::Resume(args) => resume(args, config, &topic).await,
     }
+}
+
+async fn suspend(id: &str, config: &Config, topic: &str) -> Result<ExitCode> {
+    crate::tenants::record::validate_id(id).with_context(|| format!("tenant `{id}`"))?;
+    let (topology, _) = super::load_topology(None, config)?;
+    match edit::set_suspended(&config.kafka, topic, id, true).await? {
+        Edited::Written => println!(
+            "tenant {id} suspended: its events are parked on `{}` as tenant_suspended until \
+             `hookline tenants resume {id}` delivers them, in order",
+            topology.dlq.name
+        ),
+        Edited::Unchanged => println!("tenant {id} was already suspended"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn resume(args: TenantResumeArgs, config: &Config, topic: &str) -> Result<ExitCode> {
+    let id = args.id.as_str();
+    crate::tenants::record::validate_id(id).with_context(|| format!("tenant `{id}`"))?;
+    let (topology, _) = super::load_topology(None, config)?;
+    let edited = edit::set_suspended(&config.kafka, topic, id, false).await?;
+    eprintln!(
+        "{}; replaying its parked events",
+        match edited {
+            Edited::Written => format!("tenant {id}: suspension cleared"),
+            Edited::Unchanged => format!("tenant {id} was not suspended"),
+        }
+    );
+    // The first signal lets the replayed records in flight be acknowledged
+    // and remembered; a second one exits at once.
+    let stop = CancellationToken::new();
+    super::signals::cancel_on_signal(
+        stop.clone(),
+        "the resumption",
+        "stopping the resumption once the replayed events in flight are acknowledged",
+    );
+    let topics = ReplayTopics::from(&topology);
+    let summary = recovery::resume(&config.kafka, &topics, id, args.wait, &stop, |p| match p {
+        ResumeProgress::Replaying { round, progress } => eprintln!(
+            "round {round}: {} parked events replayed ({}/{} dead letters read)",
+            progress.replayed, progress.read, progress.to_read
+        ),
+        ResumeProgress::Waiting { round, waited } => eprintln!(
+            "round {round}: waiting for the replicas to deliver them ({}s)",
+            waited.as_secs()
+        ),
+    })
+    .await?;
+    println!(
+        "tenant {id} resumed: {} replayed in order in {}, and the replicas are through them \
+         (consumer group `{}` remembers the replay); its new events are delivered as usual",
+        super::count(summary.replayed, "parked event"),
+        super::count(u64::from(summary.rounds), "round"),
+        summary.group,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCode> {
@@ -47,6 +110,7 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         signing_secret,
         events: args.events,
         enabled: !args.disabled,
+        suspended: false,
         api_key_sha256: None,
         rate_limit: args.rate_limit.map(RateLimit::per_second),
     };
@@ -116,7 +180,7 @@ async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
         match &**entry {
             TenantEntry::Valid(t) => table_out.add_row([
                 id.as_str(),
-                if t.enabled { "enabled" } else { "disabled" },
+                status(t),
                 t.url.as_str(),
                 t.key_id(),
                 &t.events.as_ref().map_or_else(
@@ -165,13 +229,22 @@ async fn restore(config: &Config, topic: &str) -> Result<TenantTable> {
     Ok(table)
 }
 
+/// `enabled`, `disabled` or `suspended`.
+fn status(tenant: &Tenant) -> &'static str {
+    match (tenant.enabled, tenant.suspended) {
+        (false, _) => "disabled",
+        (true, true) => "suspended",
+        (true, false) => "enabled",
+    }
+}
+
 /// The JSON shown by `get` and `list --json`: the record with its secret
 /// withheld and the effective `kid` filled in.
 fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
     match entry {
         TenantEntry::Valid(t) => json!({
             "id": id,
-            "status": if t.enabled { "enabled" } else { "disabled" },
+            "status": status(t),
             "url": t.url.as_str(),
             "key_id": t.key_id(),
             "key_bits": t.public_key().bits(),

@@ -1,18 +1,24 @@
 //! The metadata committed with a partition's offset: which records above
-//! the committed offset are already finished, and which tenants are
-//! suspended until when. Kafka keeps it with the offset, so whichever
+//! the committed offset are already finished, which tenants are suspended
+//! until when, and which owe the replay of parked dead letters before their
+//! new events are delivered. Kafka keeps it with the offset, so whichever
 //! replica owns the partition next neither delivers those records again nor
 //! forgets a suspension.
 //!
-//! The form is compact JSON, `{"v":1,"o":<offset>,"f":"<bitmap>","s":[[<tenant>,<unix ms>],…]}`:
+//! The form is compact JSON,
+//! `{"v":1,"o":<offset>,"f":"<bitmap>","r":[[<tenant>,<dlq partition>,<dlq offset>],…],"s":[[<tenant>,<unix ms>],…]}`:
 //! bit `i` of the base64url bitmap (least significant first in each byte)
 //! says that offset `o + 1 + i` is finished. `o` repeats the committed
 //! offset, so metadata that does not belong to it (the offset was reset by
 //! hand) is recognised and ignored. Kafka refuses metadata above
 //! `offset.metadata.max.bytes` (4096 by default), so the encoding stays
 //! within [`MAX_BYTES`]: the bitmap fits whatever the window (at most
-//! 10,000 offsets, 1,667 characters), and suspended tenants that do not fit
-//! are left out (they are suspended again after their next failures).
+//! 10,000 offsets, 1,667 characters), then the owing tenants (each about
+//! 40 bytes; more than fifty at once on one partition would mean fifty
+//! operator suspensions being resumed together), then the suspended ones.
+//! Tenants that do not fit are left out: a suspended one is suspended again
+//! after its next failures; an owing one would have its new events
+//! delivered before its parked ones are replayed, which is logged.
 //!
 //! Pure: no I/O, no clock.
 
@@ -34,6 +40,16 @@ pub struct CommitMetadata {
     pub finished_above: Vec<i64>,
     /// Suspended tenants and the time of their next probe, Unix milliseconds.
     pub suspended: Vec<(String, i64)>,
+    /// Tenants owing replays, with the newest parked dead letter's
+    /// partition and offset.
+    pub owed: Vec<(String, i32, i64)>,
+}
+
+/// Tenants that did not fit in the metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    pub owed: usize,
+    pub suspended: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,25 +59,28 @@ struct Wire {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     f: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    r: Vec<(String, i32, i64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     s: Vec<(String, i64)>,
 }
 
 impl CommitMetadata {
     /// Nothing worth committing besides the offset.
     pub fn is_empty(&self) -> bool {
-        self.finished_above.is_empty() && self.suspended.is_empty()
+        self.finished_above.is_empty() && self.suspended.is_empty() && self.owed.is_empty()
     }
 
     /// The metadata string, at most [`MAX_BYTES`] long; empty when there is
-    /// nothing to say. Returns how many suspended tenants had to be left out.
-    pub fn encode(&self) -> (String, usize) {
+    /// nothing to say. Also returns how many tenants had to be left out.
+    pub fn encode(&self) -> (String, LeftOut) {
         if self.is_empty() {
-            return (String::new(), 0);
+            return (String::new(), LeftOut::default());
         }
         let mut wire = Wire {
             v: VERSION,
             o: self.offset,
             f: bitmap(self.offset, &self.finished_above),
+            r: Vec::new(),
             s: Vec::new(),
         };
         let mut text = to_json(&wire);
@@ -72,13 +91,23 @@ impl CommitMetadata {
             wire.f.clear();
             text = to_json(&wire);
         }
-        let mut left_out = 0;
+        let mut left_out = LeftOut::default();
+        // Each entry costs its JSON plus a comma, and the first one of a
+        // list its `,"r":[]` as well; measured, not guessed, because tenant
+        // ids may need escaping.
+        for entry in &self.owed {
+            let cost = to_json(entry).len() + 7;
+            if text.len() + cost > MAX_BYTES {
+                left_out.owed += 1;
+                continue;
+            }
+            wire.r.push(entry.clone());
+            text = to_json(&wire);
+        }
         for (tenant, probe) in &self.suspended {
-            // Each entry costs its JSON plus a comma; measured, not guessed,
-            // because tenant ids may need escaping.
-            let entry = to_json(&(tenant, probe)).len() + 1;
-            if text.len() + entry + 6 > MAX_BYTES {
-                left_out += 1;
+            let cost = to_json(&(tenant, probe)).len() + 7;
+            if text.len() + cost > MAX_BYTES {
+                left_out.suspended += 1;
                 continue;
             }
             wire.s.push((tenant.clone(), *probe));
@@ -112,6 +141,7 @@ impl CommitMetadata {
             offset: wire.o,
             finished_above,
             suspended: wire.s,
+            owed: wire.r,
         })
     }
 }
@@ -148,7 +178,7 @@ mod tests {
             offset: 42,
             ..Default::default()
         };
-        assert_eq!(metadata.encode(), (String::new(), 0));
+        assert_eq!(metadata.encode(), (String::new(), LeftOut::default()));
         assert_eq!(CommitMetadata::decode(""), None);
     }
 
@@ -161,9 +191,10 @@ mod tests {
                 ("acme".into(), 1_764_500_000_000),
                 ("a \"quoted\" id".into(), 5),
             ],
+            owed: vec![("globex".into(), 3, 77_000), ("acme".into(), 0, 12)],
         };
         let (text, left_out) = metadata.encode();
-        assert_eq!(left_out, 0);
+        assert_eq!(left_out, LeftOut::default());
         assert!(text.starts_with(r#"{"v":1,"o":1000,"f":""#), "{text}");
         assert_eq!(CommitMetadata::decode(&text), Some(metadata));
     }
@@ -174,6 +205,7 @@ mod tests {
             offset: i64::MAX / 2,
             finished_above: (1..=10_000).map(|i| i64::MAX / 2 + i).collect(),
             suspended: Vec::new(),
+            owed: Vec::new(),
         };
         let (text, _) = metadata.encode();
         assert!(text.len() <= MAX_BYTES, "{}", text.len());
@@ -186,17 +218,36 @@ mod tests {
             offset: 0,
             finished_above: vec![5],
             suspended: (0..500).map(|i| (format!("tenant-{i:04}"), i)).collect(),
+            owed: Vec::new(),
         };
         let (text, left_out) = metadata.encode();
         assert!(text.len() <= MAX_BYTES, "{}", text.len());
         let decoded = CommitMetadata::decode(&text).unwrap();
         assert_eq!(decoded.finished_above, [5]);
-        assert_eq!(decoded.suspended.len() + left_out, 500);
+        assert_eq!(left_out.owed, 0);
+        assert_eq!(decoded.suspended.len() + left_out.suspended, 500);
         assert!(decoded.suspended.len() > 100, "{}", decoded.suspended.len());
         assert_eq!(
             decoded.suspended[..],
             metadata.suspended[..decoded.suspended.len()]
         );
+    }
+
+    #[test]
+    fn owing_tenants_come_before_suspended_ones_when_space_runs_out() {
+        let metadata = CommitMetadata {
+            offset: 0,
+            finished_above: Vec::new(),
+            suspended: (0..100).map(|i| (format!("suspended-{i:04}"), i)).collect(),
+            owed: (0..100).map(|i| (format!("owing-{i:04}"), 1, i)).collect(),
+        };
+        let (text, left_out) = metadata.encode();
+        assert!(text.len() <= MAX_BYTES, "{}", text.len());
+        let decoded = CommitMetadata::decode(&text).unwrap();
+        assert_eq!(decoded.owed, metadata.owed, "every owing tenant fits first");
+        assert_eq!(left_out.owed, 0);
+        assert_eq!(decoded.suspended.len() + left_out.suspended, 100);
+        assert!(left_out.suspended > 0, "the rest did not fit");
     }
 
     #[test]
@@ -220,6 +271,7 @@ mod tests {
                 offset,
                 finished_above: gaps.iter().map(|g| offset + g).collect(),
                 suspended: Vec::new(),
+                owed: Vec::new(),
             };
             let (text, _) = metadata.encode();
             prop_assert!(text.len() <= MAX_BYTES);

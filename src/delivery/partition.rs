@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use super::Abandoned;
 use super::commit_metadata::CommitMetadata;
 use super::scheduler::{
-    Admitted, Checkpoint, Ending, Job, Key, Scheduler, Settings, SuspendedBecause, SuspensionChange,
+    Admitted, Checkpoint, DlqPosition, Done, Job, Key, Scheduler, Settings, SuspendedBecause,
+    SuspensionChange,
 };
 use crate::telemetry::metrics;
 
@@ -92,7 +93,7 @@ pub trait RecordProcessor<R>: Send + Sync + 'static {
         self: Arc<Self>,
         job: Job<R>,
         control: JobControl,
-    ) -> impl Future<Output = Result<Ending, Abandoned>> + Send;
+    ) -> impl Future<Output = Result<Done, Abandoned>> + Send;
 
     /// A tenant's least time between two events (its rate limit).
     fn spacing(&self, tenant: &[u8]) -> Option<Duration>;
@@ -126,6 +127,7 @@ impl JobControl {
 #[derive(Default)]
 struct Gauges {
     suspended: i64,
+    resuming: i64,
     backing_off: i64,
     lowest_backing_off: bool,
     window_full: bool,
@@ -136,7 +138,9 @@ impl Gauges {
     fn set<R>(&mut self, scheduler: &Scheduler<R>) {
         let suspended = scheduler.suspended_count() as i64;
         let backing_off = scheduler.backing_off() as i64;
+        let resuming = scheduler.owing_count() as i64;
         metrics::tenants_suspended_changed(suspended - self.suspended);
+        metrics::tenants_resuming_changed(resuming - self.resuming);
         metrics::tenants_backing_off_changed(backing_off - self.backing_off);
         let lowest = scheduler.lowest_backing_off();
         if lowest != self.lowest_backing_off {
@@ -145,6 +149,7 @@ impl Gauges {
         // Field by field: assigning a whole `Gauges` would drop the old
         // one, and with it take this partition's share back.
         self.suspended = suspended;
+        self.resuming = resuming;
         self.backing_off = backing_off;
         self.lowest_backing_off = lowest;
     }
@@ -160,6 +165,7 @@ impl Gauges {
 impl Drop for Gauges {
     fn drop(&mut self) {
         metrics::tenants_suspended_changed(-self.suspended);
+        metrics::tenants_resuming_changed(-self.resuming);
         metrics::tenants_backing_off_changed(-self.backing_off);
         if self.lowest_backing_off {
             metrics::partitions_backing_off_changed(-1);
@@ -214,7 +220,7 @@ struct Driver<S: PartitionSource, P> {
     source: Arc<S>,
     processor: Arc<P>,
     scheduler: Scheduler<S::Record>,
-    tasks: JoinSet<(i64, Result<Ending, Abandoned>)>,
+    tasks: JoinSet<(i64, Result<Done, Abandoned>)>,
     /// The `suspended` token of each record in flight.
     in_flight: HashMap<i64, CancellationToken>,
     status: mpsc::UnboundedSender<(i64, bool)>,
@@ -303,8 +309,17 @@ where
             offset,
             finished_above = finished.len(),
             suspended = metadata.suspended.len(),
+            owing = metadata.owed.len(),
             "carrying over the committed progress"
         );
+        self.scheduler.restore_owed(metadata.owed.into_iter().map(
+            |(tenant, partition, offset)| {
+                (
+                    Key::from(tenant.as_bytes()),
+                    DlqPosition { partition, offset },
+                )
+            },
+        ));
         let suspended = metadata
             .suspended
             .into_iter()
@@ -388,7 +403,7 @@ where
         }
     }
 
-    fn finished(&mut self, done: Result<(i64, Result<Ending, Abandoned>), tokio::task::JoinError>) {
+    fn finished(&mut self, done: Result<(i64, Result<Done, Abandoned>), tokio::task::JoinError>) {
         let (offset, result) = match done {
             Ok(done) => done,
             Err(e) => {
@@ -401,12 +416,19 @@ where
             }
         };
         self.in_flight.remove(&offset);
-        let Ok(ending) = result else {
+        let Ok(done) = result else {
             return;
         };
-        let finished = self.scheduler.finish(offset, ending, Instant::now());
+        let finished = self.scheduler.finish(offset, done, Instant::now());
         if let Some(change) = finished.suspension {
             self.log_suspension(&change);
+        }
+        if let Some(tenant) = finished.caught_up {
+            tracing::info!(
+                partition = self.partition(),
+                tenant = %String::from_utf8_lossy(&tenant),
+                "the tenant's parked events are replayed; its new events are delivered again"
+            );
         }
         self.gauges.set(&self.scheduler);
     }
@@ -511,10 +533,17 @@ where
         self.lag.at(checkpoint.offset);
         let metadata = self.metadata(checkpoint);
         let (text, left_out) = metadata.encode();
-        if left_out > 0 {
+        if left_out.owed > 0 {
+            tracing::warn!(
+                partition = self.partition(),
+                left_out = left_out.owed,
+                "tenants owing replays beyond the commit metadata's size are not carried over: after a restart, their new events would be delivered before their parked ones are replayed"
+            );
+        }
+        if left_out.suspended > 0 {
             tracing::debug!(
                 partition = self.partition(),
-                left_out,
+                left_out = left_out.suspended,
                 "suspended tenants beyond the commit metadata's size are not carried over"
             );
         }
@@ -568,10 +597,23 @@ where
         // Deterministic, and the soonest probes first should the metadata
         // not hold them all.
         suspended.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let mut owed: Vec<(String, i32, i64)> = checkpoint
+            .owed
+            .into_iter()
+            .map(|(tenant, at)| {
+                (
+                    String::from_utf8_lossy(&tenant).into_owned(),
+                    at.partition,
+                    at.offset,
+                )
+            })
+            .collect();
+        owed.sort();
         CommitMetadata {
             offset: checkpoint.offset,
             finished_above: checkpoint.finished_above,
             suspended,
+            owed,
         }
     }
 

@@ -17,8 +17,10 @@
 //! until its lowest record finishes.
 //!
 //! It also keeps, per tenant, the circuit breaker (suspension after
-//! consecutive exhausted events, a probe every interval) and the spacing of
-//! a rate-limited tenant's events.
+//! consecutive exhausted events, a probe every interval), the spacing of
+//! a rate-limited tenant's events, and what an in-order resumption owes:
+//! the newest dead letter parked while an operator suspended the tenant,
+//! until its replay comes back (see [`Done`]).
 //!
 //! A plain data structure: no I/O, no clock, no random numbers. The caller
 //! passes the time in, so that a property test can drive it with random
@@ -29,6 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+pub use super::dead_letter::DlqPosition;
 
 /// A record key, shared between the record's lane and its tenant state.
 pub type Key = Arc<[u8]>;
@@ -103,6 +107,52 @@ pub struct Job<R> {
     pub key: Option<Key>,
     pub record: R,
     pub admission: Admission,
+    /// The tenant's newest parked dead letter not replayed yet: a record
+    /// that is not a replay is parked behind it, so that the tenant's
+    /// events reach it in their order once the parked ones are replayed.
+    pub owed: Option<DlqPosition>,
+}
+
+/// Why a record was parked on the dead-letter topic as `tenant_suspended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkedBecause {
+    /// The tenant record says an operator suspended the tenant.
+    Operator,
+    /// The tenant owes the replay of earlier parked events.
+    Owed,
+    /// The circuit breaker suspended the tenant.
+    Breaker,
+}
+
+/// How a record ended: what the circuit breaker sees ([`Ending`]) and what
+/// an in-order resumption needs to know.
+///
+/// Events parked while an operator suspends a tenant are owed to it: the
+/// scheduler keeps the newest one's position, and until a record replaying
+/// it (or a later one) finishes, the tenant's records that are not replays
+/// are parked behind them, also owed. The replays, written back to the
+/// events topic in dead-letter order, are delivered; the last one clears
+/// the debt, and the tenant's next events are delivered as usual. So the
+/// receiver sees the tenant's events in their order across a suspension,
+/// however long the replay takes and whatever arrives meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    pub ending: Ending,
+    /// The record replays the dead letter at this position
+    /// (`hookline.replay-of`).
+    pub replay_of: Option<DlqPosition>,
+    /// The record was parked as `tenant_suspended` at this position.
+    pub parked: Option<(DlqPosition, ParkedBecause)>,
+}
+
+impl From<Ending> for Done {
+    fn from(ending: Ending) -> Self {
+        Self {
+            ending,
+            replay_of: None,
+            parked: None,
+        }
+    }
 }
 
 /// What taking a record in did.
@@ -141,6 +191,9 @@ pub struct Finished {
     /// The committable offset moved.
     pub committable_moved: bool,
     pub suspension: Option<SuspensionChange>,
+    /// The tenant owed no more: the replay of its newest parked dead
+    /// letter finished, and its next events are delivered.
+    pub caught_up: Option<Key>,
 }
 
 /// What to commit for the partition: the offset of its lowest unfinished
@@ -152,6 +205,8 @@ pub struct Checkpoint {
     /// Ascending, all above `offset`.
     pub finished_above: Vec<i64>,
     pub suspended: Vec<(Key, Instant)>,
+    /// Tenants owing the replay of parked dead letters, with the newest.
+    pub owed: Vec<(Key, DlqPosition)>,
 }
 
 /// Who holds a partition's window.
@@ -195,6 +250,9 @@ struct TenantState {
     next_probe: Option<Instant>,
     /// A rate-limited tenant's next event starts no earlier than this.
     not_before: Option<Instant>,
+    /// Its newest parked dead letter that must come back as a replay
+    /// before its new events are delivered (see [`Done`]).
+    owed: Option<DlqPosition>,
 }
 
 impl TenantState {
@@ -202,6 +260,7 @@ impl TenantState {
     fn is_idle(&self, now: Instant) -> bool {
         self.consecutive_exhausted == 0
             && self.next_probe.is_none()
+            && self.owed.is_none()
             && self.not_before.is_none_or(|t| t <= now)
     }
 }
@@ -230,6 +289,7 @@ pub struct Scheduler<R> {
     /// change: the gauges read them after every record.
     backing_off: usize,
     suspended: usize,
+    owing: usize,
 }
 
 /// The lane of all records in partition order, and of records without a
@@ -253,6 +313,7 @@ impl<R> Scheduler<R> {
             finished_before: BTreeSet::new(),
             backing_off: 0,
             suspended: 0,
+            owing: 0,
         }
     }
 
@@ -275,6 +336,17 @@ impl<R> Scheduler<R> {
             let state = self.tenants.entry(tenant).or_default();
             if state.next_probe.replace(next_probe).is_none() {
                 self.suspended += 1;
+            }
+        }
+    }
+
+    /// Carries over the tenants that owed the replay of parked dead
+    /// letters when the partition was last committed.
+    pub fn restore_owed(&mut self, owed: impl IntoIterator<Item = (Key, DlqPosition)>) {
+        for (tenant, position) in owed {
+            let state = self.tenants.entry(tenant).or_default();
+            if state.owed.replace(position).is_none() {
+                self.owing += 1;
             }
         }
     }
@@ -405,11 +477,16 @@ impl<R> Scheduler<R> {
                     }
                 }
             }
+            let owed = key
+                .as_ref()
+                .and_then(|k| self.tenants.get(k))
+                .and_then(|t| t.owed);
             return Some(Job {
                 offset,
                 key,
                 record: waiting.record,
                 admission,
+                owed,
             });
         }
         None
@@ -455,7 +532,8 @@ impl<R> Scheduler<R> {
     }
 
     /// A record handed out has reached its outcome, which is durable.
-    pub fn finish(&mut self, offset: i64, ending: Ending, now: Instant) -> Finished {
+    pub fn finish(&mut self, offset: i64, done: impl Into<Done>, now: Instant) -> Finished {
+        let done = done.into();
         let Some(held) = self.held.get(&offset) else {
             return Finished::default();
         };
@@ -498,13 +576,50 @@ impl<R> Scheduler<R> {
             }
         }
 
+        let caught_up = held.key.as_ref().and_then(|t| self.settle_debt(t, &done));
         let suspension = held
             .key
-            .and_then(|tenant| self.circuit_breaker(tenant, ending, now));
+            .and_then(|tenant| self.circuit_breaker(tenant, done.ending, now));
         Finished {
             committable_moved: was_lowest,
             suspension,
+            caught_up,
         }
+    }
+
+    /// What a finished record of `tenant` does to its debt of parked dead
+    /// letters: a replay of the newest one (or of a later one) clears it;
+    /// a record parked under an operator's suspension, or while the debt
+    /// lasts, becomes the newest. Returns the tenant when it caught up.
+    fn settle_debt(&mut self, tenant: &Key, done: &Done) -> Option<Key> {
+        let owed = self.tenants.get(tenant).and_then(|s| s.owed);
+        let mut caught_up = false;
+        let mut now_owed = owed;
+        if let (Some(of), Some(position)) = (done.replay_of, owed)
+            && of.reaches(position)
+        {
+            now_owed = None;
+            caught_up = true;
+        }
+        // A record parked while the debt lasted is owed, even when it was a
+        // replay that settled the debt and was parked again.
+        if let Some((at, because)) = done.parked
+            && (because != ParkedBecause::Breaker || owed.is_some())
+        {
+            now_owed = Some(at);
+            caught_up = false;
+        }
+        if now_owed == owed {
+            return None;
+        }
+        match (owed, now_owed) {
+            (None, Some(_)) => self.owing += 1,
+            (Some(_), None) => self.owing -= 1,
+            _ => {}
+        }
+        self.tenants.entry(tenant.clone()).or_default().owed = now_owed;
+        // An idle entry goes in `circuit_breaker`, which runs next.
+        caught_up.then(|| tenant.clone())
     }
 
     fn circuit_breaker(
@@ -606,6 +721,7 @@ impl<R> Scheduler<R> {
             offset,
             finished_above: self.finished_ahead.iter().copied().collect(),
             suspended: self.suspended().collect(),
+            owed: self.owed().collect(),
         })
     }
 
@@ -614,6 +730,19 @@ impl<R> Scheduler<R> {
         self.tenants
             .iter()
             .filter_map(|(k, t)| t.next_probe.map(|p| (k.clone(), p)))
+    }
+
+    /// The tenants owing the replay of parked dead letters, with the
+    /// newest one.
+    pub fn owed(&self) -> impl Iterator<Item = (Key, DlqPosition)> + '_ {
+        self.tenants
+            .iter()
+            .filter_map(|(k, t)| t.owed.map(|o| (k.clone(), o)))
+    }
+
+    /// Tenants owing the replay of parked dead letters.
+    pub fn owing_count(&self) -> usize {
+        self.owing
     }
 
     /// Whether `tenant` is suspended.

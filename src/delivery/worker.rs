@@ -23,13 +23,14 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::Abandoned;
+use super::dead_letter::header::REPLAY_OF;
 use super::dead_letter::writer::DeadLetterWriter;
-use super::dead_letter::{DeadLetter, DecodeErrorExt as _, DlqReason};
-use super::decision::{self, Verdict};
+use super::dead_letter::{DeadLetter, DecodeErrorExt as _, DlqPosition, DlqReason};
+use super::decision::{self, Resumption, Verdict};
 use super::http::{WebhookClient, WebhookRequest};
 use super::partition::{JobControl, RecordProcessor, SourceRecord};
 use super::retry::{AttemptOutcome, Jitter, RetryAction, RetryPolicy};
-use super::scheduler::{Admission, Ending, Job};
+use super::scheduler::{Admission, Done, Ending, Job, ParkedBecause};
 use crate::crypto::signature::unix_seconds;
 use crate::events::{Event, EventDecoder, RecordParts};
 use crate::kafka::record::Record;
@@ -98,7 +99,7 @@ impl RecordProcessor<Record> for Pipeline {
         self: Arc<Self>,
         job: Job<Record>,
         control: JobControl,
-    ) -> Result<Ending, Abandoned> {
+    ) -> Result<Done, Abandoned> {
         // Identifiers only: the payload, the key and the tenant's secrets
         // never go into a span or an event.
         let span = tracing::info_span!(
@@ -108,14 +109,22 @@ impl RecordProcessor<Record> for Pipeline {
             tenant = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
-        let outcome = self.carry(&job, &control).instrument(span).await?;
+        let replay_of = job.record.header(REPLAY_OF).and_then(DlqPosition::parse);
+        let (outcome, parked) = self
+            .carry(&job, replay_of, &control)
+            .instrument(span)
+            .await?;
         tracing::debug!(
             partition = job.record.partition(),
             offset = job.offset,
             ?outcome,
             "done"
         );
-        Ok(outcome.ending())
+        Ok(Done {
+            ending: outcome.ending(),
+            replay_of,
+            parked,
+        })
     }
 
     fn spacing(&self, tenant: &[u8]) -> Option<Duration> {
@@ -128,8 +137,14 @@ impl RecordProcessor<Record> for Pipeline {
 }
 
 impl Pipeline {
-    /// Carries one record to its outcome.
-    async fn carry(&self, job: &Job<Record>, control: &JobControl) -> Result<Outcome, Abandoned> {
+    /// Carries one record to its outcome; when it was parked, also where
+    /// and why.
+    async fn carry(
+        &self,
+        job: &Job<Record>,
+        replay_of: Option<DlqPosition>,
+        control: &JobControl,
+    ) -> Result<(Outcome, Option<(DlqPosition, ParkedBecause)>), Abandoned> {
         let record = &job.record;
         let event = match self.decode(record, control).await? {
             Ok(event) => event,
@@ -144,21 +159,36 @@ impl Pipeline {
                 if let Some(tenant) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     letter = letter.with_tenant(tenant);
                 }
-                return self.dead_letter(record, letter, control).await;
+                let (outcome, _) = self.dead_letter(record, letter, control).await?;
+                return Ok((outcome, None));
             }
         };
         tracing::Span::current().record("tenant", event.tenant.as_str());
 
+        // Only the tenant's own events that are not replays wait behind the
+        // replays it owes.
+        let resumption = if job.owed.is_some() && replay_of.is_none() {
+            Resumption::Behind
+        } else {
+            Resumption::Clear
+        };
         match self
-            .attempt_until_done(record, &event, job.admission, control)
+            .attempt_until_done(record, &event, job.admission, resumption, control)
             .await?
         {
             Ended::Outcome(outcome) => {
                 self.metrics
                     .delivery_finished(outcome.label(), Some(&event.tenant));
-                Ok(outcome)
+                Ok((outcome, None))
             }
-            Ended::DeadLetter(letter) => self.dead_letter(record, letter, control).await,
+            Ended::DeadLetter(letter) => {
+                let (outcome, _) = self.dead_letter(record, letter, control).await?;
+                Ok((outcome, None))
+            }
+            Ended::Parked(letter, because) => {
+                let (outcome, at) = self.dead_letter(record, letter, control).await?;
+                Ok((outcome, Some((at, because))))
+            }
         }
     }
 
@@ -167,6 +197,7 @@ impl Pipeline {
         record: &Record,
         event: &Event,
         admission: Admission,
+        resumption: Resumption,
         control: &JobControl,
     ) -> Result<Ended, Abandoned> {
         let plaintext = event.plaintext();
@@ -192,11 +223,17 @@ impl Pipeline {
                 entry.as_deref(),
                 &event.event_type,
                 admission,
+                resumption,
             ) {
                 Verdict::Deliver(tenant) => tenant,
                 Verdict::Filtered => return Ok(Ended::Outcome(Outcome::Filtered)),
                 Verdict::DeadLetter(reason, error) => {
                     return Ok(Ended::DeadLetter(letter(reason, error, &attempts)));
+                }
+                Verdict::Park(because, error) => {
+                    let l = letter(DlqReason::TenantSuspended, error, &attempts)
+                        .with_status(attempts.last_status);
+                    return Ok(Ended::Parked(l, because));
                 }
             };
 
@@ -269,7 +306,7 @@ impl Pipeline {
                     );
                     let l = letter(DlqReason::TenantSuspended, error, &attempts)
                         .with_status(attempts.last_status);
-                    return Ok(Ended::DeadLetter(l));
+                    return Ok(Ended::Parked(l, ParkedBecause::Breaker));
                 }
                 RetryAction::RetryAfter(delay) => delay,
             };
@@ -291,7 +328,7 @@ impl Pipeline {
                     );
                     let l = letter(DlqReason::TenantSuspended, error, &attempts)
                         .with_status(attempts.last_status);
-                    return Ok(Ended::DeadLetter(l));
+                    return Ok(Ended::Parked(l, ParkedBecause::Breaker));
                 }
                 Some(false) => {}
             }
@@ -348,9 +385,10 @@ impl Pipeline {
         record: &Record,
         letter: DeadLetter,
         control: &JobControl,
-    ) -> Result<Outcome, Abandoned> {
+    ) -> Result<(Outcome, DlqPosition), Abandoned> {
         tracing::warn!(reason = %letter.reason, error = %letter.error, "dead-lettering");
-        self.dead_letters
+        let at = self
+            .dead_letters
             .write(record, &letter, &control.abort)
             .await?;
         // Only tenants in the table may become label values: a record key
@@ -362,13 +400,15 @@ impl Pipeline {
         self.metrics.dead_lettered(letter.reason.as_str(), tenant);
         let outcome = Outcome::DeadLettered(letter.reason);
         self.metrics.delivery_finished(outcome.label(), tenant);
-        Ok(outcome)
+        Ok((outcome, at))
     }
 }
 
 enum Ended {
     Outcome(Outcome),
     DeadLetter(DeadLetter),
+    /// Dead-lettered as `tenant_suspended`, for this reason.
+    Parked(DeadLetter, ParkedBecause),
 }
 
 /// The attempts made for one record, for the `dlq.*` headers.

@@ -610,6 +610,7 @@ async fn register_tenants(
             events: (tenant.role == Role::PartiallySubscribed)
                 .then(|| vec![PARTIAL_SUBSCRIPTION.to_string()]),
             enabled: tenant.role != Role::Disabled,
+            suspended: false,
             api_key_sha256: None,
             rate_limit: None,
         };

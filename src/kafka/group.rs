@@ -494,6 +494,48 @@ impl GroupContext {
     }
 }
 
+/// Reading another group's committed offsets failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the offsets committed by consumer group `{group}`")]
+pub struct CommittedError {
+    pub group: String,
+    #[source]
+    pub source: KafkaError,
+}
+
+/// What `group` committed on `topic`'s `partitions`: the offset and its
+/// metadata, by partition (`None` where it committed nothing). Blocks for
+/// up to `timeout`.
+pub fn committed_with_metadata(
+    config: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<Vec<(i32, Option<(i64, String)>)>, CommittedError> {
+    let failed = |source| CommittedError {
+        group: group.to_string(),
+        source,
+    };
+    let consumer: BaseConsumer = super::client_config(config)
+        .set("group.id", group)
+        .create()
+        .map_err(failed)?;
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, timeout).map_err(failed)?;
+    Ok(committed
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => (e.partition(), Some((o, e.metadata().to_string()))),
+            _ => (e.partition(), None),
+        })
+        .collect())
+}
+
 /// Offsets for tests and tools: the group's committed offset per partition.
 pub fn committed_offsets(
     config: &KafkaConfig,

@@ -12,10 +12,12 @@ pub mod filter;
 pub mod letter;
 pub mod positions;
 pub mod replay;
+pub mod resume;
 pub mod stats;
 pub mod tally;
 
 pub use filter::{DeadLetterFilter, FilterError, TimeBound, Verdict};
 pub use replay::{Progress, ReplayError, ReplayOptions, ReplaySummary, ReplayTopics, replay};
+pub use resume::{ResumeError, ResumeProgress, ResumeSummary, resume};
 pub use stats::{DeadLetterStats, dead_letter_stats};
 pub use tally::{LetterKey, Tallies, Tally};

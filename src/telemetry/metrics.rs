@@ -46,6 +46,9 @@ pub const PARTITIONS_BACKING_OFF: &str = "hookline_partitions_backing_off";
 pub const CONSUMER_LAG: &str = "hookline_consumer_lag";
 /// Tenants suspended on the partitions this replica owns.
 pub const TENANTS_SUSPENDED: &str = "hookline_tenants_suspended";
+/// Tenants resuming: their new events are parked behind the replay of
+/// the ones parked while an operator suspended them.
+pub const TENANTS_RESUMING: &str = "hookline_tenants_resuming";
 /// Tenants whose current event waits between two attempts.
 pub const TENANTS_BACKING_OFF: &str = "hookline_tenants_backing_off";
 /// Assigned partitions whose window is full, so that nothing more is read.
@@ -324,6 +327,10 @@ fn describe_scheduling() {
         "Tenants suspended on this replica's partitions: their events go to the dead-letter topic as tenant_suspended until a probe succeeds."
     );
     describe_gauge!(
+        TENANTS_RESUMING,
+        "Tenants owing the replay of events parked while an operator suspended them: their new events are parked behind those until `hookline tenants resume` has replayed them."
+    );
+    describe_gauge!(
         TENANTS_BACKING_OFF,
         "Tenants whose current event waits before its next attempt."
     );
@@ -333,6 +340,7 @@ fn describe_scheduling() {
     );
     for name in [
         TENANTS_SUSPENDED,
+        TENANTS_RESUMING,
         TENANTS_BACKING_OFF,
         PARTITIONS_WINDOW_FULL,
     ] {
@@ -343,6 +351,11 @@ fn describe_scheduling() {
 /// A partition's suspended tenants changed by `delta`.
 pub fn tenants_suspended_changed(delta: i64) {
     adjust(TENANTS_SUSPENDED, delta);
+}
+
+/// A partition's resuming tenants changed by `delta`.
+pub fn tenants_resuming_changed(delta: i64) {
+    adjust(TENANTS_RESUMING, delta);
 }
 
 /// A partition's tenants backing off changed by `delta`.

@@ -2,6 +2,7 @@
 //! contract, its validation, and the table restored from the compacted
 //! `tenants` topic.
 
+pub mod edit;
 pub mod pattern;
 pub mod rate_limit;
 pub mod record;

@@ -38,6 +38,11 @@ pub struct TenantRecord {
     pub events: Option<Vec<String>>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// An operator suspended the tenant: its events are parked on the
+    /// dead-letter topic as `tenant_suspended`, to be delivered in order on
+    /// resumption. Missing: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_sha256: Option<String>,
     /// Events per second at most (fractions allowed: 0.5 is one event
@@ -120,6 +125,8 @@ pub struct Tenant {
     /// Event-type patterns; `None` subscribes to every event.
     pub events: Option<Vec<Pattern>>,
     pub enabled: bool,
+    /// Suspended by an operator (`hookline tenants suspend`).
+    pub suspended: bool,
     pub api_key_sha256: Option<String>,
     /// At most this many events per second to this tenant; `None`:
     /// unlimited. Already validated.
@@ -204,6 +211,7 @@ impl Tenant {
             signing_secret,
             events,
             enabled: record.enabled,
+            suspended: record.suspended,
             api_key_sha256: record.api_key_sha256,
             rate_limit,
         })

@@ -220,6 +220,7 @@ async fn metrics_count_deliveries_dead_letters_and_attempts() {
         "hookline_partitions_backing_off",
         "hookline_tenants_backing_off",
         "hookline_tenants_suspended",
+        "hookline_tenants_resuming",
         "hookline_partitions_window_full",
     ] {
         let zero = format!("{gauge} 0");

@@ -27,6 +27,49 @@ pub mod header {
     pub const TENANT: &str = "dlq.tenant";
     pub const FIRST_ATTEMPT_AT: &str = "dlq.first_attempt_at";
     pub const LAST_ATTEMPT_AT: &str = "dlq.last_attempt_at";
+    /// Not a dead letter's but a replayed record's: `<dlq partition>:<offset>`
+    /// of the dead letter it replays (DESIGN §13), a [`DlqPosition`](super::DlqPosition).
+    /// Receivers never see it: hookline does not forward Kafka headers in
+    /// webhook requests.
+    pub const REPLAY_OF: &str = "hookline.replay-of";
+}
+
+/// Where a record sits on the dead-letter topic; written `<partition>:<offset>`
+/// in the `hookline.replay-of` header of the record that replays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DlqPosition {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl DlqPosition {
+    /// Reads a `hookline.replay-of` value; `None` unless it is exactly
+    /// `<partition>:<offset>` with both non-negative.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (partition, offset) = text.split_once(':')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(partition) || !digits(offset) {
+            return None;
+        }
+        Some(Self {
+            partition: partition.parse().ok()?,
+            offset: offset.parse().ok()?,
+        })
+    }
+
+    /// Whether a replay of `self` comes at or after `owed`: the same
+    /// dead-letter partition (a tenant's dead letters share one), not
+    /// below it.
+    pub fn reaches(self, owed: DlqPosition) -> bool {
+        self.partition == owed.partition && self.offset >= owed.offset
+    }
+}
+
+impl fmt::Display for DlqPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.partition, self.offset)
+    }
 }
 
 /// Upper bound of the `dlq.error` header value, in bytes. A receiver's error
@@ -582,5 +625,44 @@ mod tests {
                 prop_assert!(cleaned.starts_with(kept));
             }
         }
+    }
+
+    #[test]
+    fn a_replay_of_value_round_trips_and_nothing_else_parses() {
+        let position = DlqPosition {
+            partition: 3,
+            offset: 1_200_000_000_000,
+        };
+        assert_eq!(position.to_string(), "3:1200000000000");
+        assert_eq!(DlqPosition::parse(b"3:1200000000000"), Some(position));
+        for bad in [
+            &b""[..],
+            b"3",
+            b"3:",
+            b":4",
+            b"-1:4",
+            b"3:-4",
+            b"3:4:5",
+            b" 3:4",
+            b"3:+4",
+            b"99999999999:1",
+            b"\xff:1",
+        ] {
+            assert_eq!(
+                DlqPosition::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_replay_reaches_positions_at_or_below_it_on_its_partition_only() {
+        let at = |partition, offset| DlqPosition { partition, offset };
+        assert!(at(1, 10).reaches(at(1, 10)));
+        assert!(at(1, 11).reaches(at(1, 10)));
+        assert!(!at(1, 9).reaches(at(1, 10)));
+        assert!(!at(2, 50).reaches(at(1, 10)));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::DeadLetter;
+use super::{DeadLetter, DlqPosition};
 use crate::delivery::Abandoned;
 use crate::kafka::producer::{AckedProducer, ProduceError};
 use crate::kafka::record::Record;
@@ -34,17 +34,18 @@ impl DeadLetterWriter {
     }
 
     /// Writes `record` with the headers of `letter`, retrying until the
-    /// broker acknowledges it or `abort` is cancelled.
+    /// broker acknowledges it or `abort` is cancelled. Returns where the
+    /// dead letter landed.
     pub async fn write(
         &self,
         record: &Record,
         letter: &DeadLetter,
         abort: &CancellationToken,
-    ) -> Result<(), Abandoned> {
+    ) -> Result<DlqPosition, Abandoned> {
         let added = letter.headers();
         loop {
             match self.write_once(record, &added).await {
-                Ok(()) => return Ok(()),
+                Ok(at) => return Ok(at),
                 Err(e) => {
                     tracing::warn!(
                         partition = record.partition(),
@@ -65,12 +66,15 @@ impl DeadLetterWriter {
         &self,
         record: &Record,
         added: &[(&'static str, String)],
-    ) -> Result<(), ProduceError> {
+    ) -> Result<DlqPosition, ProduceError> {
         let mut headers = record.headers();
         headers.extend(added.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
         self.producer
             .send_record(&self.topic, record.key(), record.value(), &headers)
             .await
-            .map(|_| ())
+            .map(|ack| DlqPosition {
+                partition: ack.partition,
+                offset: ack.offset,
+            })
     }
 }

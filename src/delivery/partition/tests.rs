@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;
-use crate::delivery::scheduler::{Admission, Lanes};
+use crate::delivery::scheduler::{Admission, Ending, Lanes};
 
 const ATTEMPT: Duration = Duration::from_millis(50);
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -90,6 +90,7 @@ struct Run {
     offset: i64,
     key: String,
     admission: Admission,
+    owed: Option<DlqPosition>,
     started: Instant,
     ended: Option<(Instant, Result<Ending, Abandoned>)>,
 }
@@ -179,13 +180,14 @@ impl RecordProcessor<FakeRecord> for FakeProcessor {
         self: Arc<Self>,
         job: Job<FakeRecord>,
         control: JobControl,
-    ) -> Result<Ending, Abandoned> {
+    ) -> Result<Done, Abandoned> {
         let index = {
             let mut runs = self.runs.lock().unwrap();
             runs.push(Run {
                 offset: job.offset,
                 key: String::from_utf8_lossy(&job.record.key).into_owned(),
                 admission: job.admission,
+                owed: job.owed,
                 started: Instant::now(),
                 ended: None,
             });
@@ -193,7 +195,7 @@ impl RecordProcessor<FakeRecord> for FakeProcessor {
         };
         let result = self.attempts(&job, &control).await;
         self.runs.lock().unwrap()[index].ended = Some((Instant::now(), result));
-        result
+        result.map(Done::from)
     }
 
     fn spacing(&self, tenant: &[u8]) -> Option<Duration> {
@@ -432,16 +434,26 @@ async fn records_finished_before_a_restart_are_not_delivered_again() {
         offset: 5,
         finished_above: vec![6, 8],
         suspended: vec![("sus".into(), probe_in_a_minute)],
+        owed: vec![("owing".into(), 2, 40)],
     };
     let committed = Some((5, metadata.encode().0));
     let mut h = Harness::start(settings(Lanes::PerKey), FakeProcessor::default(), committed);
-    h.produce(&["a", "b", "a", "b", "sus"]);
-    until(|| h.stored_offset() == Some(10)).await;
+    h.produce(&["a", "b", "a", "b", "sus", "owing"]);
+    until(|| h.stored_offset() == Some(11)).await;
     let runs = h.processor.runs();
     let offsets: Vec<i64> = runs.iter().map(|r| r.offset).collect();
     assert_eq!(offsets.iter().filter(|o| **o == 6 || **o == 8).count(), 0);
-    assert_eq!(runs.len(), 3, "{offsets:?}");
+    assert_eq!(runs.len(), 4, "{offsets:?}");
     assert_eq!(h.runs_of("sus")[0].admission, Admission::Suspended);
+    assert_eq!(
+        h.runs_of("owing")[0].owed,
+        Some(DlqPosition {
+            partition: 2,
+            offset: 40
+        }),
+        "the debt of a resumption survives the restart"
+    );
+    assert_eq!(h.runs_of("a")[0].owed, None);
     h.stop().await;
 }
 
@@ -451,6 +463,7 @@ async fn metadata_for_another_offset_keeps_only_the_suspensions() {
         offset: 3,
         finished_above: vec![6],
         suspended: vec![],
+        owed: vec![],
     };
     let committed = Some((5, metadata.encode().0));
     let mut h = Harness::start(settings(Lanes::PerKey), FakeProcessor::default(), committed);

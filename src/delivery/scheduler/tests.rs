@@ -361,6 +361,105 @@ fn restored_suspensions_apply_to_the_next_records() {
     assert_eq!(s.checkpoint().unwrap().suspended.len(), 1);
 }
 
+fn at(offset: i64) -> DlqPosition {
+    DlqPosition {
+        partition: 1,
+        offset,
+    }
+}
+
+fn parked(at: DlqPosition, because: ParkedBecause) -> Done {
+    Done {
+        ending: Ending::Other,
+        replay_of: None,
+        parked: Some((at, because)),
+    }
+}
+
+fn replay(of: DlqPosition, ending: Ending) -> Done {
+    Done {
+        ending,
+        replay_of: Some(of),
+        parked: None,
+    }
+}
+
+/// Hands out the next record of the only ready lane and returns its
+/// `owed` as the worker sees it.
+fn owed_of_next(s: &mut Scheduler<()>, now: Instant) -> (i64, Option<DlqPosition>) {
+    let job = s.next_job(now, no_limit).expect("a job");
+    (job.offset, job.owed)
+}
+
+/// An operator's suspension parks events (owed from the first); the
+/// tenant's later records carry the debt until the replay of the newest
+/// parked one finishes, whatever was parked behind it meanwhile.
+#[test]
+fn a_debt_of_parked_events_lasts_until_the_newest_one_is_replayed() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(settings(Lanes::PerKey));
+    for offset in 0..7 {
+        s.admit(offset, Some(b"a"), 1, ());
+    }
+    assert_eq!(owed_of_next(&mut s, now), (0, None));
+    s.finish(0, parked(at(10), ParkedBecause::Operator), now);
+    assert_eq!(owed_of_next(&mut s, now), (1, Some(at(10))));
+    // A new event parked behind the debt moves it on.
+    s.finish(1, parked(at(11), ParkedBecause::Owed), now);
+    assert_eq!(owed_of_next(&mut s, now), (2, Some(at(11))));
+    // The replay of an older one is delivered and settles nothing yet.
+    let finished = s.finish(2, replay(at(10), Ending::Delivered), now);
+    assert_eq!(finished.caught_up, None);
+    assert_eq!(owed_of_next(&mut s, now), (3, Some(at(11))));
+    assert_eq!(s.owing_count(), 1);
+    assert_eq!(
+        s.checkpoint().unwrap().owed,
+        [(Arc::from(&b"a"[..]), at(11))]
+    );
+    // The replay of the newest one, even dead-lettered for another reason,
+    // settles it.
+    let finished = s.finish(3, replay(at(11), Ending::RetriesExhausted), now);
+    assert_eq!(finished.caught_up, Some(Arc::from(&b"a"[..])));
+    assert_eq!(owed_of_next(&mut s, now), (4, None));
+    assert_eq!(s.owing_count(), 0);
+    assert!(s.checkpoint().unwrap().owed.is_empty());
+    // The circuit breaker's parking alone owes nothing: its suspension
+    // ends by itself with a delivered probe.
+    s.finish(4, parked(at(12), ParkedBecause::Breaker), now);
+    assert_eq!(owed_of_next(&mut s, now), (5, None));
+    // A replay from another dead-letter partition settles nothing.
+    s.finish(5, parked(at(13), ParkedBecause::Operator), now);
+    let other = DlqPosition {
+        partition: 2,
+        offset: 99,
+    };
+    s.finish(6, replay(other, Ending::Delivered), now);
+    assert_eq!(s.owing_count(), 1);
+}
+
+/// While the tenant owes replays, even the breaker's parking (a replay
+/// that failed again) moves the debt on, and a replay parked again is
+/// owed at its new place, not settled by itself.
+#[test]
+fn a_replay_parked_again_stays_owed() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(settings(Lanes::PerKey));
+    s.restore_owed([(Arc::from(&b"a"[..]), at(20))]);
+    for offset in 0..3 {
+        s.admit(offset, Some(b"a"), 1, ());
+    }
+    assert_eq!(owed_of_next(&mut s, now), (0, Some(at(20))));
+    let again = Done {
+        ending: Ending::Other,
+        replay_of: Some(at(20)),
+        parked: Some((at(25), ParkedBecause::Breaker)),
+    };
+    assert_eq!(s.finish(0, again, now).caught_up, None);
+    assert_eq!(owed_of_next(&mut s, now), (1, Some(at(25))));
+    s.finish(1, replay(at(25), Ending::Delivered), now);
+    assert_eq!(owed_of_next(&mut s, now), (2, None));
+}
+
 #[test]
 fn finishing_a_record_twice_or_one_never_handed_out_changes_nothing() {
     let now = Instant::now();
