@@ -76,6 +76,7 @@ impl Api {
             producer_token: producer_token.then(|| SecretString::from(PRODUCER)),
             tenants_topic: topics.tenants.clone(),
             events_topic: topics.events.clone(),
+            dead_letters_topic: topics.dlq.clone(),
             allow_private_destinations: config.delivery.allow_private_destinations,
             max_payload_bytes: config.delivery.max_payload_bytes,
         };
