@@ -29,6 +29,10 @@
 //!   follower's delay; run one API process when that matters.
 //! - **Isolation.** A tenant key opens its own tenant's routes only; for any
 //!   other tenant id, existing or not, the answer is the same 404.
+//! - **Recovery.** A tenant replays its own dead letters with the engine of
+//!   `hookline dlq replay` and lists them without payloads (see
+//!   [`recovery`]); both read the dead-letter topic, so a few at most run
+//!   at once, and one recovery per tenant.
 
 mod auth;
 mod events;
@@ -36,6 +40,7 @@ mod model;
 mod openapi;
 mod problem;
 mod records;
+mod recovery;
 mod tenants;
 
 use std::sync::Arc;
@@ -80,6 +85,9 @@ pub struct ApiSettings {
     pub producer_token: Option<SecretString>,
     pub tenants_topic: String,
     pub events_topic: String,
+    /// The dead-letter topic, which recoveries replay from and listings
+    /// read.
+    pub dead_letters_topic: String,
     /// `delivery.allow_private_destinations`: whether URLs may name
     /// loopback, private and other blocked addresses.
     pub allow_private_destinations: bool,
@@ -100,11 +108,19 @@ pub enum ServeError {
 /// The state every handler shares.
 struct App {
     settings: ApiSettings,
+    /// The cluster's settings, for the readers and the producer that a
+    /// recovery opens of its own.
+    kafka: KafkaConfig,
     table: RecordTable,
     producer: AckedProducer,
     /// Serialises the read-modify-write cycles of this process (see the
     /// module documentation on concurrent updates).
     writes: tokio::sync::Mutex<()>,
+    /// The recoveries and dead-letter reads running.
+    recoveries: recovery::Recoveries,
+    /// Cancelled when the server stops: a recovery then stops too, once
+    /// what it sent is acknowledged and remembered.
+    shutdown: CancellationToken,
 }
 
 type AppState = Arc<App>;
@@ -129,9 +145,12 @@ pub async fn serve(
     let producer = AckedProducer::new(kafka, WRITE_TIMEOUT)?;
     let app = Arc::new(App {
         settings,
+        kafka: kafka.clone(),
         table,
         producer,
         writes: tokio::sync::Mutex::new(()),
+        recoveries: recovery::Recoveries::default(),
+        shutdown: shutdown.clone(),
     });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "tenant API listening");

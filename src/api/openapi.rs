@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, PROBLEM_JSON, events, tenants};
+use super::{AppState, PROBLEM_JSON, events, recovery, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,8 +23,9 @@ use super::{AppState, PROBLEM_JSON, events, tenants};
                        issues their API keys (admin token); a tenant sets its public key, \
                        webhook URL, event patterns and rate limit and rotates its signing \
                        secret (its API key); the operator may set a tenant's rate limit too; \
-                       producers that cannot speak Kafka publish events (producer token). \
-                       Errors are RFC 9457 problem documents."
+                       a tenant lists its dead letters and replays them after an outage (its \
+                       API key or the admin token); producers that cannot speak Kafka publish \
+                       events (producer token). Errors are RFC 9457 problem documents."
     ),
     modifiers(&SecuritySchemes),
     components(schemas(super::Problem)),
@@ -73,6 +74,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::set_events))
         .routes(routes!(tenants::set_rate_limit))
         .routes(routes!(tenants::rotate_signing_secret))
+        .routes(routes!(recovery::recover))
+        .routes(routes!(recovery::list_dead_letters))
         .routes(routes!(events::publish_event))
 }
 
@@ -124,7 +127,12 @@ fn add_problems(operation: &mut Operation, has_id: bool, writes: bool) {
             ("503", "Kafka did not acknowledge the write; retry"),
         ]);
     }
-    if writes && has_id {
+    let conditional = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| parameter.name == "If-Match");
+    if conditional {
         problems.push(("412", "If-Match names another version than the current one"));
     }
     for (status, description) in problems {
@@ -166,6 +174,8 @@ mod tests {
             ("/v1/tenants/{id}/events", &["put"]),
             ("/v1/tenants/{id}/rate-limit", &["put"]),
             ("/v1/tenants/{id}/signing-secret", &["post"]),
+            ("/v1/tenants/{id}/recover", &["post"]),
+            ("/v1/tenants/{id}/dead-letters", &["get"]),
             ("/v1/events", &["post"]),
         ] {
             for method in methods {
@@ -208,6 +218,54 @@ mod tests {
         ] {
             assert_eq!(rate_limit["minimum"], MIN_EVENTS_PER_SECOND);
             assert_eq!(rate_limit["maximum"], MAX_EVENTS_PER_SECOND);
+        }
+    }
+
+    #[test]
+    fn the_recovery_routes_take_either_credential_and_document_their_problems() {
+        let json = serde_json::to_value(openapi()).unwrap();
+        let either = serde_json::json!([{"api_key": []}, {"admin_token": []}]);
+        let recover = &json["paths"]["/v1/tenants/{id}/recover"]["post"];
+        assert_eq!(recover["security"], either);
+        let responses = recover["responses"].as_object().unwrap();
+        for status in [
+            "200", "400", "401", "404", "409", "413", "415", "422", "503",
+        ] {
+            assert!(responses.contains_key(status), "recover {status}");
+        }
+        // No If-Match: a recovery changes no record, so it has no 412.
+        assert!(!responses.contains_key("412"), "recover 412");
+        assert_eq!(
+            json["components"]["schemas"]["RecoverRequest"]["required"],
+            serde_json::json!(["since"])
+        );
+
+        let list = &json["paths"]["/v1/tenants/{id}/dead-letters"]["get"];
+        assert_eq!(list["security"], either);
+        let responses = list["responses"].as_object().unwrap();
+        for status in ["200", "400", "401", "404", "422", "503"] {
+            assert!(responses.contains_key(status), "dead-letters {status}");
+        }
+        assert!(!responses.contains_key("412"), "dead-letters 412");
+        let limit = &list["parameters"][1];
+        assert_eq!(limit["name"], "limit");
+        assert_eq!(limit["in"], "query");
+        assert_eq!(limit["schema"]["maximum"], recovery::MAX_LIST_LIMIT);
+        assert_eq!(limit["schema"]["default"], recovery::DEFAULT_LIST_LIMIT);
+        // A listing shows no payload: nothing named `data` or `value`.
+        let view = json["components"]["schemas"]["DeadLetterView"]["properties"]
+            .as_object()
+            .unwrap();
+        assert!(!view.contains_key("data") && !view.contains_key("value"));
+        for field in [
+            "id",
+            "type",
+            "reason",
+            "attempts",
+            "status",
+            "dead_lettered_at",
+        ] {
+            assert!(view.contains_key(field), "{field}");
         }
     }
 }

@@ -65,6 +65,16 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("the write was not acknowledged by Kafka")]
     Broker(#[source] ProduceError),
+    #[error("a recovery of this tenant is already running; its answer says what it replayed")]
+    RecoveryInProgress,
+    #[error("too many dead-letter reads are running; retry shortly")]
+    DeadLettersBusy,
+    /// A recovery stopped before the end; the detail says how far it got
+    /// and whether the same request continues from there.
+    #[error("{0}")]
+    RecoveryIncomplete(String),
+    #[error("the dead-letter topic could not be read; retry")]
+    DeadLettersUnavailable,
 }
 
 impl ApiError {
@@ -75,7 +85,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TenantExists(_) => StatusCode::CONFLICT,
+            ApiError::TenantExists(_) | ApiError::RecoveryInProgress => StatusCode::CONFLICT,
             ApiError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -83,7 +93,10 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } | ApiError::PayloadTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            ApiError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Broker(_)
+            | ApiError::DeadLettersBusy
+            | ApiError::RecoveryIncomplete(_)
+            | ApiError::DeadLettersUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -104,6 +117,12 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => ("body-too-large", "Request body too large"),
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Event too large"),
             ApiError::Broker(_) => ("broker-unavailable", "Kafka did not acknowledge the write"),
+            ApiError::RecoveryInProgress => ("recovery-in-progress", "Recovery in progress"),
+            ApiError::DeadLettersBusy => ("dead-letters-busy", "Too many dead-letter reads"),
+            ApiError::RecoveryIncomplete(_) => ("recovery-incomplete", "Recovery incomplete"),
+            ApiError::DeadLettersUnavailable => {
+                ("dead-letters-unavailable", "Dead letters unavailable")
+            }
         }
     }
 
@@ -141,7 +160,7 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"hookline\""),
             );
         }
-        if matches!(self, ApiError::Broker(_)) {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
@@ -171,6 +190,25 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .starts_with("Bearer")
+        );
+    }
+
+    #[test]
+    fn every_503_says_when_to_retry_and_a_running_recovery_is_a_conflict() {
+        for error in [
+            ApiError::DeadLettersBusy,
+            ApiError::DeadLettersUnavailable,
+            ApiError::RecoveryIncomplete("3 dead letters were replayed".into()),
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        }
+        let problem = ApiError::RecoveryInProgress.problem();
+        assert_eq!(problem.status, 409);
+        assert_eq!(
+            problem.problem_type,
+            "urn:hookline:problem:recovery-in-progress"
         );
     }
 }

@@ -40,6 +40,7 @@ pub async fn run(args: ApiArgs, config: Config) -> Result<ExitCode> {
         producer_token: config.api.producer_token.clone(),
         tenants_topic: topology.tenants.name.clone(),
         events_topic: topology.events.name.clone(),
+        dead_letters_topic: topology.dlq.name.clone(),
         allow_private_destinations: config.delivery.allow_private_destinations,
         max_payload_bytes: config.delivery.max_payload_bytes,
     };

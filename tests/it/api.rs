@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use crate::support::replica::{Replica, TestTenant, create_topics, replica_config};
 use crate::support::{self, Broker, Receiver};
 
-const ADMIN: &str = "admin-token-for-tests-0001";
+pub(crate) const ADMIN: &str = "admin-token-for-tests-0001";
 const PRODUCER: &str = "producer-token-for-tests-01";
 
 /// A tenant API served in the test process on 127.0.0.1, port 0.
-struct Api {
+pub(crate) struct Api {
     base: String,
     client: reqwest::Client,
     shutdown: CancellationToken,
@@ -33,20 +33,20 @@ struct Api {
 }
 
 /// One answer: status, headers and the JSON body (`Null` when empty).
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: HeaderMap,
-    body: Value,
+    pub(crate) body: Value,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// Asserts a problem document with `status`, returning its detail.
     #[track_caller]
-    fn assert_problem(&self, status: u16, context: &str) -> String {
+    pub(crate) fn assert_problem(&self, status: u16, context: &str) -> String {
         assert_eq!(self.status, status, "{context}: {}", self.body);
         assert_eq!(
             self.header("content-type"),
@@ -68,7 +68,7 @@ impl Answer {
 }
 
 impl Api {
-    async fn start(config: &Config, topics: &Topics, producer_token: bool) -> Self {
+    pub(crate) async fn start(config: &Config, topics: &Topics, producer_token: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let settings = ApiSettings {
@@ -76,6 +76,7 @@ impl Api {
             producer_token: producer_token.then(|| SecretString::from(PRODUCER)),
             tenants_topic: topics.tenants.clone(),
             events_topic: topics.events.clone(),
+            dead_letters_topic: topics.dlq.clone(),
             allow_private_destinations: config.delivery.allow_private_destinations,
             max_payload_bytes: config.delivery.max_payload_bytes,
         };
@@ -119,7 +120,7 @@ impl Api {
         (broker, topics, api)
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -213,7 +214,7 @@ impl Api {
             .await
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.unwrap();

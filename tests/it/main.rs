@@ -17,6 +17,7 @@ mod kafka_roundtrip;
 mod key_order;
 mod outage;
 mod process;
+mod recover_api;
 mod security;
 mod setup_topics;
 mod soak;
