@@ -22,6 +22,10 @@ pub enum TenantStatus {
     /// A valid record with `enabled: false`; events are dead-lettered as
     /// `tenant_disabled`.
     Disabled,
+    /// A valid record that an operator suspended (`suspended: true`):
+    /// events are parked on the dead-letter topic as `tenant_suspended`
+    /// until the tenant is resumed, which delivers them in order.
+    Suspended,
     /// Created, but its URL or public key is not set yet; events are
     /// dead-lettered as `invalid_tenant` until both are.
     Pending,
@@ -117,10 +121,10 @@ impl TenantView {
         }
         match complete_tenant(id, fields) {
             Ok(tenant) => {
-                view.status = if tenant.enabled {
-                    TenantStatus::Active
-                } else {
-                    TenantStatus::Disabled
+                view.status = match (tenant.enabled, tenant.suspended) {
+                    (false, _) => TenantStatus::Disabled,
+                    (true, true) => TenantStatus::Suspended,
+                    (true, false) => TenantStatus::Active,
                 };
                 view.key_id = Some(tenant.key_id().to_owned());
                 view.key_bits = u32::try_from(tenant.public_key().bits()).ok();

@@ -73,6 +73,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::set_url))
         .routes(routes!(tenants::set_events))
         .routes(routes!(tenants::set_rate_limit))
+        .routes(routes!(tenants::suspend_tenant))
+        .routes(routes!(recovery::resume_tenant))
         .routes(routes!(tenants::rotate_signing_secret))
         .routes(routes!(recovery::recover))
         .routes(routes!(recovery::list_dead_letters))

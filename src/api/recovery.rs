@@ -35,7 +35,7 @@ use crate::error::error_chain;
 use crate::events::timestamp::format_unix_millis;
 use crate::recovery::{
     self, DeadLetterFilter, FilterError, ListedLetter, ReplayError, ReplayOptions, ReplaySummary,
-    ReplayTopics, TimeBound,
+    ReplayTopics, ResumeError, TimeBound,
 };
 
 /// Dead-letter reads (recoveries and listings together) one API process
@@ -292,6 +292,127 @@ pub async fn recover(
         Err(e) => {
             tracing::warn!(tenant = %id, error = %error_chain(&e), "tenant recovery stopped");
             Err(incomplete(&e))
+        }
+    }
+}
+
+/// What a resumption did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResumeReport {
+    pub tenant: String,
+    /// Whether the record said suspended (false: the tenant had been
+    /// resumed before, and this finished the replay of its parked events).
+    pub was_suspended: bool,
+    /// Parked events replayed and delivered (or dead-lettered for another
+    /// reason) in their order, before the tenant's newer events.
+    pub replayed: u64,
+    /// Rounds of replay: events parked while one round ran are replayed by
+    /// the next, until a round finds none.
+    pub rounds: u32,
+    /// The consumer group that remembers the replay (shared with
+    /// `hookline dlq replay --tenant ID --reason tenant_suspended`).
+    pub group: String,
+}
+
+/// Resume the tenant, delivering its parked events first.
+///
+/// Clears the suspension, then replays the events parked while the tenant
+/// was suspended (its `tenant_suspended` dead letters) in their order, and
+/// answers once the replicas have delivered them; the tenant's events that
+/// arrive meanwhile are parked behind them and replayed too, so its
+/// receiver sees every event in the order it was produced. The tenant's API
+/// key or the admin token.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/resume",
+    tags = ["tenant", "admin"],
+    security(("api_key" = []), ("admin_token" = [])),
+    params(TenantId),
+    responses(
+        (status = 200, description = "Resumed: the parked events are delivered, in order, \
+         and the tenant's new events are delivered as usual", body = ResumeReport),
+        (status = 409, description = "A recovery or resumption of this tenant is running",
+         body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many dead-letter reads running, or the resumption \
+         did not catch up within its time limit (the replicas are not delivering, or the \
+         tenant's endpoint fails again); the tenant's new events stay parked behind the replayed \
+         ones, and the same request continues",
+         body = super::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn resume_tenant(
+    State(app): State<AppState>,
+    TenantId(id): TenantId,
+    headers: HeaderMap,
+) -> Result<Json<ResumeReport>, ApiError> {
+    require_tenant_key_or_token(&headers, &app.table, &id, &app.settings.admin_token)?;
+    let running = app.recoveries.begin(&id)?;
+    let was_suspended = super::tenants::clear_suspension(&app, &id, &headers).await?;
+    // As for a recovery: a task of its own, ended by the time limit.
+    let stop = app.shutdown.child_token();
+    let task = {
+        let app = app.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let _running = running;
+            let topics = ReplayTopics {
+                dead_letters: app.settings.dead_letters_topic.clone(),
+                events: app.settings.events_topic.clone(),
+            };
+            let limit = tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    tokio::time::sleep(RECOVERY_TIME_LIMIT).await;
+                    stop.cancel();
+                }
+            });
+            let result =
+                recovery::resume(&app.kafka, &topics, &id, RECOVERY_TIME_LIMIT, &stop, |_| {})
+                    .await;
+            limit.abort();
+            result
+        })
+    };
+    let result = match task.await {
+        Ok(result) => result,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(ResumeError::Interrupted { replayed: 0 }),
+        },
+    };
+    match result {
+        Ok(summary) => {
+            tracing::info!(
+                tenant = %id,
+                replayed = summary.replayed,
+                rounds = summary.rounds,
+                "tenant resumed"
+            );
+            Ok(Json(ResumeReport {
+                tenant: id,
+                was_suspended,
+                replayed: summary.replayed,
+                rounds: summary.rounds,
+                group: summary.group,
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %id, error = %error_chain(&e), "tenant resumption stopped");
+            Err(ApiError::RecoveryIncomplete(format!(
+                "the resumption did not catch up: {}; the tenant's new events stay parked \
+                 behind its replayed ones, and the same request continues",
+                match e {
+                    ResumeError::NotCaughtUp { .. } => {
+                        "its events keep being parked (is its endpoint failing again?)"
+                    }
+                    ResumeError::NotDelivered { .. } | ResumeError::Interrupted { .. } => {
+                        "the replicas did not deliver the replayed events in time"
+                    }
+                    ResumeError::Replay(_) | ResumeError::Progress(_) => {
+                        "the dead letters could not be read or written back"
+                    }
+                }
+            )))
         }
     }
 }

@@ -297,6 +297,58 @@ pub async fn set_events(put: FieldPut) -> Result<UpdatedTenant, ApiError> {
     .await
 }
 
+/// Suspend the tenant.
+///
+/// Its events are parked on the dead-letter topic as `tenant_suspended`,
+/// without attempts, until it is resumed (`POST /v1/tenants/{id}/resume`),
+/// which delivers them first, in their order, and only then its newer
+/// ones. The admin token.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/suspend",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(TenantId),
+    responses(UpdatedTenant),
+)]
+pub async fn suspend_tenant(
+    State(app): State<AppState>,
+    TenantId(id): TenantId,
+    headers: HeaderMap,
+) -> Result<UpdatedTenant, ApiError> {
+    let (version, fields) = update(&app, &id, &headers, Writers::Operator, |fields| {
+        fields.insert("suspended".into(), Value::Bool(true));
+    })
+    .await?;
+    Ok(UpdatedTenant(view(&id, fields, version)))
+}
+
+/// Checks the credentials of the tenant or the operator, then clears the
+/// operator's suspension in tenant `id`'s record. Returns whether it said
+/// suspended; a record that does not is left as it is (the resumption then
+/// finishes a replay that an earlier one left).
+pub(super) async fn clear_suspension(
+    app: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<bool, ApiError> {
+    let suspended = |record: &StoredRecord| {
+        record
+            .fields
+            .as_ref()
+            .is_some_and(|f| f.get("suspended") == Some(&Value::Bool(true)))
+    };
+    let record = Writers::TenantOrOperator.check(app, headers, id)?;
+    if !suspended(&record) {
+        return Ok(false);
+    }
+    update(app, id, headers, Writers::TenantOrOperator, |fields| {
+        fields.remove("suspended");
+    })
+    .await?;
+    Ok(true)
+}
+
 /// Set or remove the rate limit.
 ///
 /// At most `rate_limit` events per second are delivered to the tenant: its
@@ -367,6 +419,8 @@ enum Writers {
     /// The tenant, or the operator with the admin token: for what the
     /// operator may also impose on a tenant, such as its rate limit.
     TenantOrOperator,
+    /// The operator alone, with the admin token.
+    Operator,
 }
 
 impl Writers {
@@ -381,6 +435,10 @@ impl Writers {
             Writers::Tenant => require_tenant_key(headers, &app.table, id),
             Writers::TenantOrOperator => {
                 require_tenant_key_or_token(headers, &app.table, id, &app.settings.admin_token)
+            }
+            Writers::Operator => {
+                require_token(headers, &app.settings.admin_token)?;
+                app.table.get(id).ok_or(ApiError::TenantNotFound)
             }
         }
     }

@@ -503,6 +503,9 @@ pub struct CommittedError {
     pub source: KafkaError,
 }
 
+/// A committed offset and the metadata committed with it.
+pub type Committed = (i64, String);
+
 /// What `group` committed on `topic`'s `partitions`: the offset and its
 /// metadata, by partition (`None` where it committed nothing). Blocks for
 /// up to `timeout`.
@@ -512,7 +515,7 @@ pub fn committed_with_metadata(
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
-) -> Result<Vec<(i32, Option<(i64, String)>)>, CommittedError> {
+) -> Result<Vec<(i32, Option<Committed>)>, CommittedError> {
     let failed = |source| CommittedError {
         group: group.to_string(),
         source,

@@ -205,7 +205,10 @@ mod tests {
             timestamp_ms: None,
             key: Some(b"acme"),
             value: None,
-            headers: &[("dlq.topic", Some(b"events")), ("dlq.partition", Some(b"x"))],
+            headers: &[
+                ("dlq.topic", Some(b"events")),
+                ("dlq.partition", Some(b"x")),
+            ],
         });
         assert_eq!(original_partition(&bare, "events"), None);
     }

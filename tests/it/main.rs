@@ -18,6 +18,7 @@ mod key_order;
 mod outage;
 mod process;
 mod recover_api;
+mod resume;
 mod security;
 mod setup_topics;
 mod soak;
