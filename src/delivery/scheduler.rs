@@ -143,6 +143,8 @@ pub struct Done {
     pub replay_of: Option<DlqPosition>,
     /// The record was parked as `tenant_suspended` at this position.
     pub parked: Option<(DlqPosition, ParkedBecause)>,
+    /// The tenant no longer exists: whatever it owed is forgotten.
+    pub tenant_gone: bool,
 }
 
 impl From<Ending> for Done {
@@ -151,6 +153,7 @@ impl From<Ending> for Done {
             ending,
             replay_of: None,
             parked: None,
+            tenant_gone: false,
         }
     }
 }
@@ -600,6 +603,9 @@ impl<R> Scheduler<R> {
         {
             now_owed = None;
             caught_up = true;
+        }
+        if done.tenant_gone {
+            now_owed = None;
         }
         // A record parked while the debt lasted is owed, even when it was a
         // replay that settled the debt and was parked again.

@@ -124,6 +124,7 @@ impl RecordProcessor<Record> for Pipeline {
             ending: outcome.ending(),
             replay_of,
             parked,
+            tenant_gone: outcome == Outcome::DeadLettered(DlqReason::UnknownTenant),
         })
     }
 

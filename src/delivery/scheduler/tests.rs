@@ -373,6 +373,7 @@ fn parked(at: DlqPosition, because: ParkedBecause) -> Done {
         ending: Ending::Other,
         replay_of: None,
         parked: Some((at, because)),
+        tenant_gone: false,
     }
 }
 
@@ -381,6 +382,7 @@ fn replay(of: DlqPosition, ending: Ending) -> Done {
         ending,
         replay_of: Some(of),
         parked: None,
+        tenant_gone: false,
     }
 }
 
@@ -453,11 +455,32 @@ fn a_replay_parked_again_stays_owed() {
         ending: Ending::Other,
         replay_of: Some(at(20)),
         parked: Some((at(25), ParkedBecause::Breaker)),
+        tenant_gone: false,
     };
     assert_eq!(s.finish(0, again, now).caught_up, None);
     assert_eq!(owed_of_next(&mut s, now), (1, Some(at(25))));
     s.finish(1, replay(at(25), Ending::Delivered), now);
     assert_eq!(owed_of_next(&mut s, now), (2, None));
+}
+
+/// A deleted tenant's debt is forgotten: nobody will resume it, and it
+/// must not ride with every commit from then on.
+#[test]
+fn a_deleted_tenant_owes_nothing() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(settings(Lanes::PerKey));
+    s.restore_owed([(Arc::from(&b"a"[..]), at(20))]);
+    s.admit(0, Some(b"a"), 1, ());
+    s.admit(1, Some(b"a"), 1, ());
+    assert_eq!(owed_of_next(&mut s, now), (0, Some(at(20))));
+    let gone = Done {
+        tenant_gone: true,
+        ..Done::from(Ending::Other)
+    };
+    assert_eq!(s.finish(0, gone, now).caught_up, None);
+    assert_eq!(s.owing_count(), 0);
+    assert!(s.checkpoint().unwrap().owed.is_empty());
+    assert_eq!(owed_of_next(&mut s, now), (1, None));
 }
 
 #[test]
