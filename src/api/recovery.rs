@@ -25,6 +25,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::require_tenant_key_or_token;
@@ -238,25 +239,10 @@ pub async fn recover(
     // The replay runs in a task of its own, so that a client that goes
     // away does not drop it between a write and its commit: it ends on its
     // own, at the latest at the time limit, and remembers what it sent.
-    let stop = app.shutdown.child_token();
-    let task = {
-        let app = app.clone();
+    let result = {
         let filter = filter.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _running = running;
-            let topics = ReplayTopics {
-                dead_letters: app.settings.dead_letters_topic.clone(),
-                events: app.settings.events_topic.clone(),
-            };
-            let limit = tokio::spawn({
-                let stop = stop.clone();
-                async move {
-                    tokio::time::sleep(RECOVERY_TIME_LIMIT).await;
-                    stop.cancel();
-                }
-            });
-            let result = recovery::replay(
+        bounded(&app, running, move |app, topics, stop| async move {
+            recovery::replay(
                 &app.kafka,
                 &topics,
                 &filter,
@@ -264,18 +250,10 @@ pub async fn recover(
                 &stop,
                 |_| {},
             )
-            .await;
-            limit.abort();
-            result
+            .await
         })
-    };
-    let result = match task.await {
-        Ok(result) => result,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            // Only a runtime that shuts down cancels the task.
-            Err(_) => Err(ReplayError::Interrupted { replayed: 0 }),
-        },
+        .await
+        .unwrap_or(Err(ReplayError::Interrupted { replayed: 0 }))
     };
     match result {
         Ok(summary) => {
@@ -349,36 +327,13 @@ pub async fn resume_tenant(
     let running = app.recoveries.begin(&id)?;
     let was_suspended = super::tenants::clear_suspension(&app, &id, &headers).await?;
     // As for a recovery: a task of its own, ended by the time limit.
-    let stop = app.shutdown.child_token();
-    let task = {
-        let app = app.clone();
+    let result = {
         let id = id.clone();
-        tokio::spawn(async move {
-            let _running = running;
-            let topics = ReplayTopics {
-                dead_letters: app.settings.dead_letters_topic.clone(),
-                events: app.settings.events_topic.clone(),
-            };
-            let limit = tokio::spawn({
-                let stop = stop.clone();
-                async move {
-                    tokio::time::sleep(RECOVERY_TIME_LIMIT).await;
-                    stop.cancel();
-                }
-            });
-            let result =
-                recovery::resume(&app.kafka, &topics, &id, RECOVERY_TIME_LIMIT, &stop, |_| {})
-                    .await;
-            limit.abort();
-            result
+        bounded(&app, running, move |app, topics, stop| async move {
+            recovery::resume(&app.kafka, &topics, &id, RECOVERY_TIME_LIMIT, &stop, |_| {}).await
         })
-    };
-    let result = match task.await {
-        Ok(result) => result,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(ResumeError::Interrupted { replayed: 0 }),
-        },
+        .await
+        .unwrap_or(Err(ResumeError::Interrupted { replayed: 0 }))
     };
     match result {
         Ok(summary) => {
@@ -415,6 +370,49 @@ pub async fn resume_tenant(
             )))
         }
     }
+}
+
+/// Runs `work` on the dead-letter and events topics in a task of its own,
+/// so that a client that goes away does not drop it between a write and
+/// its commit: it ends on its own, at the latest when its `stop` token is
+/// cancelled at [`RECOVERY_TIME_LIMIT`] or when the server stops, and it
+/// holds `running` until then. `None` only when the runtime shuts down
+/// under it.
+async fn bounded<T, Work>(
+    app: &AppState,
+    running: Running,
+    work: impl FnOnce(AppState, ReplayTopics, CancellationToken) -> Work,
+) -> Option<T>
+where
+    T: Send + 'static,
+    Work: Future<Output = T> + Send + 'static,
+{
+    let stop = app.shutdown.child_token();
+    let topics = ReplayTopics {
+        dead_letters: app.settings.dead_letters_topic.clone(),
+        events: app.settings.events_topic.clone(),
+    };
+    let limit = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::time::sleep(RECOVERY_TIME_LIMIT).await;
+            stop.cancel();
+        }
+    });
+    let work = work(app.clone(), topics, stop);
+    let task = tokio::spawn(async move {
+        let _running = running;
+        work.await
+    });
+    let result = match task.await {
+        Ok(result) => Some(result),
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_cancelled) => None,
+        },
+    };
+    limit.abort();
+    result
 }
 
 /// The filter of a recovery: the tenant, and the range of the request.

@@ -12,7 +12,7 @@ use hookline::delivery::runner::Topics;
 use crate::support::broker::Record;
 use crate::support::process::{command, output};
 use crate::support::replica::{Replica, TestTenant, create_topics, replica_config, write_topology};
-use crate::support::{Broker, Received, Receiver, hookline};
+use crate::support::{Broker, Receiver, hookline};
 
 /// A header every event carries, which a replayed record must keep.
 const ORIGIN_HEADER: &str = "x-origin";
@@ -139,19 +139,14 @@ impl Outage {
     /// The webhook ids of the requests on `path`, in arrival order: once
     /// the endpoint is healthy, its deliveries.
     fn delivered(&self, path: &str) -> Vec<String> {
-        requests(&self.receiver.received(), path)
+        self.receiver.webhook_ids(path)
     }
 
     /// Waits until `path` accepted `count` deliveries in all.
     async fn wait_delivered(&self, path: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let delivered = self.delivered(path);
-            if delivered.len() >= count || Instant::now() >= deadline {
-                return delivered;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.receiver
+            .wait_webhook_ids(path, count, Duration::from_secs(30))
+            .await
     }
 
     /// Waits a moment and checks that `path` accepted nothing beyond
@@ -592,16 +587,6 @@ async fn replayed_records(outage: &Outage) -> Vec<Record> {
     records.retain(|r| r.header("hookline.replay-of").is_some());
     records.sort_by_key(|r| (r.partition, r.offset));
     records
-}
-
-/// The webhook ids of the requests on `path`, in arrival order.
-fn requests(received: &[Received], path: &str) -> Vec<String> {
-    received
-        .iter()
-        .filter(|r| r.path == path)
-        .filter_map(|r| r.header("webhook-id"))
-        .map(str::to_string)
-        .collect()
 }
 
 /// The cells of the table row of `tenant` and `reason` in `stdout`.

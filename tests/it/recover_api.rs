@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use hookline::crypto::SigningSecret;
@@ -120,23 +120,13 @@ impl Outage {
 
     /// The webhook ids of the requests on `path`, in arrival order.
     fn requests(&self, path: &str) -> Vec<String> {
-        self.receiver
-            .received()
-            .iter()
-            .filter(|r| r.path == path)
-            .filter_map(|r| r.header("webhook-id").map(str::to_string))
-            .collect()
+        self.receiver.webhook_ids(path)
     }
 
     async fn wait_requests(&self, path: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let requests = self.requests(path);
-            if requests.len() >= count || Instant::now() >= deadline {
-                return requests;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.receiver
+            .wait_webhook_ids(path, count, Duration::from_secs(30))
+            .await
     }
 }
 

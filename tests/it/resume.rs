@@ -123,23 +123,13 @@ impl Scenario {
 
     /// The webhook ids `path` received, in arrival order.
     fn received(&self, path: &str) -> Vec<String> {
-        self.receiver
-            .received()
-            .iter()
-            .filter(|r| r.path == path)
-            .filter_map(|r| r.header("webhook-id").map(str::to_string))
-            .collect()
+        self.receiver.webhook_ids(path)
     }
 
     async fn wait_received(&self, path: &str, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let received = self.received(path);
-            if received.len() >= count || Instant::now() >= deadline {
-                return received;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.receiver
+            .wait_webhook_ids(path, count, Duration::from_secs(60))
+            .await
     }
 
     /// Waits until the replica's tenant table says `acme` is suspended or

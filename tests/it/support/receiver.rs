@@ -137,6 +137,33 @@ impl Receiver {
         self.received.lock().unwrap().clone()
     }
 
+    /// The `webhook-id`s of the requests on `path`, in arrival order.
+    pub fn webhook_ids(&self, path: &str) -> Vec<String> {
+        self.received()
+            .iter()
+            .filter(|r| r.path == path)
+            .filter_map(|r| r.header("webhook-id").map(str::to_string))
+            .collect()
+    }
+
+    /// Waits until `path` received at least `count` requests or `timeout`
+    /// passed; returns their `webhook-id`s so far, in arrival order.
+    pub async fn wait_webhook_ids(
+        &self,
+        path: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ids = self.webhook_ids(path);
+            if ids.len() >= count || Instant::now() >= deadline {
+                return ids;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until at least `count` requests arrived or `timeout` passed;
     /// returns everything received so far.
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
