@@ -435,12 +435,13 @@ where
                 biased;
                 _ = self.stop.cancelled() => return Ok(()),
                 _ = self.abort.cancelled() => return Ok(()),
+                // Before the tasks: a task withdraws before it returns.
+                Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
                 Some(done) = self.tasks.join_next() => self.finished(done),
                 Some((offset, backing_off)) = inbox.statuses.recv() => {
                     self.scheduler.set_backing_off(offset, backing_off);
                     self.gauges.set(&self.scheduler);
                 }
-                Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
                 record = source.next(), if self.scheduler.has_room() => self.admit(record),
                 _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
                 _ = tick.tick() => {
@@ -813,6 +814,9 @@ where
             // A dead letter in flight is still written and committed.
             self.answer_proposals().await;
             tokio::select! {
+                biased;
+                // Before the tasks: a task withdraws before it returns.
+                Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
                 done = self.tasks.join_next() => match done {
                     Some(done) => self.finished(done),
                     None => break,
@@ -820,7 +824,6 @@ where
                 Some((offset, backing_off)) = inbox.statuses.recv() => {
                     self.scheduler.set_backing_off(offset, backing_off);
                 }
-                Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
             }
         }
         if !self.abort.is_cancelled()
