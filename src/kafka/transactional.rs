@@ -116,6 +116,9 @@ impl TransactionalProducer {
             )
             .set("acks", "all")
             .set("enable.idempotence", "true")
+            // A transaction holds one record: waiting for others to batch
+            // with it (librdkafka's default 5 ms) only delays the commit.
+            .set("linger.ms", "0")
             .set(
                 "message.timeout.ms",
                 TRANSACTION_TIMEOUT.as_millis().to_string(),
