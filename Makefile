@@ -56,7 +56,7 @@ status: ## Show whether the local broker and schema registry run
 
 .PHONY: test
 test: up ## Run unit, integration and interoperability tests against the local services
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --features fault-injection
 	bash tests/api/schemathesis.sh
 	bash tests/interop/run.sh
 	bash fuzz/run.sh $(FUZZ_SECONDS)

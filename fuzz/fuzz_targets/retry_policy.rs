@@ -53,6 +53,7 @@ fuzz_target!(|input: Input| {
         partition_window_bytes: 8 << 20,
         suspend_after: 3,
         suspension_probe_interval: Duration::from_secs(300),
+        transactional_dlq: false,
     };
     let policy = RetryPolicy::from_config(&config);
     let outcome = match input.outcome {

@@ -73,6 +73,12 @@ pub struct DeliveryConfig {
     /// How often a suspended tenant's next event gets a real attempt. At
     /// least 1 s; default 5 min.
     pub suspension_probe_interval: Duration,
+    /// Writes each dead letter and the commit of its source record's offset
+    /// in one Kafka transaction, so that a replica that dies between the two
+    /// leaves no second dead letter of the record. Readers of the dead-letter
+    /// topic must then read with `isolation.level=read_committed`. Default
+    /// `false`.
+    pub transactional_dlq: bool,
 }
 
 /// How a partition's records are delivered (`delivery.ordering`).
@@ -107,6 +113,7 @@ pub(super) struct Raw {
     suspend_after: u32,
     #[serde(with = "humantime_serde")]
     suspension_probe_interval: Duration,
+    transactional_dlq: bool,
 }
 
 impl Raw {
@@ -186,6 +193,7 @@ impl Raw {
             partition_window_bytes: self.partition_window_bytes,
             suspend_after: self.suspend_after,
             suspension_probe_interval: self.suspension_probe_interval,
+            transactional_dlq: self.transactional_dlq,
         })
     }
 }
@@ -283,6 +291,16 @@ mod tests {
             delivery.suspension_probe_interval,
             Duration::from_secs(5 * 60)
         );
+        // Off until an operator opts in: it needs read_committed readers.
+        assert!(!delivery.transactional_dlq);
+    }
+
+    #[test]
+    fn transactional_dlq_is_set_from_the_file_or_the_environment() {
+        let from_file = load("[delivery]\ntransactional_dlq = true\n").unwrap();
+        assert!(from_file.delivery.transactional_dlq);
+        let from_env = load_env("", &[("HOOKLINE__DELIVERY__TRANSACTIONAL_DLQ", "true")]).unwrap();
+        assert!(from_env.delivery.transactional_dlq);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! names dead-letter reasons and renders their headers, `destination`
 //! classifies addresses, `reconnect` spaces the tries at an unreachable
 //! cluster. The I/O around them: `http` makes attempts,
-//! `dead_letter::writer` writes to the DLQ, `worker` carries one record to
+//! `dead_letter::writer` writes to the DLQ (in a transaction with the source
+//! offset when configured so), `fault` holds the test-only fault injection
+//! points, `worker` carries one record to
 //! its outcome, `partition` drives one partition (window, tasks, commits),
 //! `source` adapts the group consumer's partitions to it, `runner` is the
 //! replica.
@@ -17,6 +19,7 @@ pub mod commit_metadata;
 pub mod dead_letter;
 pub mod decision;
 pub mod destination;
+pub mod fault;
 pub mod http;
 pub mod partition;
 pub mod reconnect;

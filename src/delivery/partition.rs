@@ -11,12 +11,12 @@
 //! stored and committed. `abort` abandons whatever is in flight and stores
 //! nothing more (the partition belongs to another member already).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -111,9 +111,67 @@ pub struct JobControl {
     /// attempt: dead-letter it now.
     pub suspended: CancellationToken,
     status: mpsc::UnboundedSender<(i64, bool)>,
+    hand_off: mpsc::UnboundedSender<HandOff>,
+}
+
+/// The checkpoint of the partition as it will be once a record has
+/// finished: what a dead letter's transaction commits with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// The next offset to read.
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// A record's task asking the driver about a dead letter written in a
+/// transaction.
+#[derive(Debug)]
+enum HandOff {
+    /// The checkpoint once the record finished as `done`. The driver stores
+    /// nothing more until the record's task returns or withdraws.
+    Propose {
+        offset: i64,
+        done: Done,
+        reply: oneshot::Sender<Option<Proposal>>,
+    },
+    /// The transaction was aborted: the proposal will not be committed.
+    Withdraw { offset: i64 },
 }
 
 impl JobControl {
+    /// Asks for the checkpoint to commit with this record's dead letter in
+    /// one transaction, as it will be once the record finished as `done`.
+    /// From the answer on, the driver stores and commits nothing of its own
+    /// until this task returns (the transaction committed: return the
+    /// outcome) or calls [`JobControl::withdraw`] (it was aborted). A task
+    /// that returns [`Abandoned`] without withdrawing leaves the
+    /// transaction in doubt, and the partition stops without storing more.
+    /// `None` when the driver cannot answer now (its pending offsets could
+    /// not be committed first) or is stopping: abort and try again later.
+    pub async fn propose(&self, done: Done) -> Option<Proposal> {
+        let (reply, answer) = oneshot::channel();
+        self.hand_off
+            .send(HandOff::Propose {
+                offset: self.offset,
+                done,
+                reply,
+            })
+            .ok()?;
+        tokio::select! {
+            _ = self.abort.cancelled() => None,
+            answer = answer => answer.ok().flatten(),
+        }
+    }
+
+    /// The transaction of the proposal was aborted: the driver may store
+    /// its own checkpoints again.
+    pub fn withdraw(&self) {
+        // The driver outlives its tasks; a send fails only while it stops.
+        let _ = self.hand_off.send(HandOff::Withdraw {
+            offset: self.offset,
+        });
+    }
+
     /// Tells the driver that the record is (or no longer is) waiting
     /// between two attempts.
     pub fn backing_off(&self, backing_off: bool) {
@@ -213,6 +271,17 @@ impl Clock {
 struct Checkpoints {
     stored: Option<(i64, String)>,
     last_metadata_commit: Option<Instant>,
+    /// What was last handed to the source's store, which the group's
+    /// commits may send at any time (and do on revocation and shutdown).
+    in_store: Option<(i64, String)>,
+    /// What this driver last committed itself: when it is what the store
+    /// holds, the group's commits skip the store.
+    commit_sent: Option<(i64, String)>,
+    /// The record whose dead letter's transaction was given a proposal,
+    /// and the proposal: nothing is stored until it settles.
+    held: Option<(i64, Proposal)>,
+    /// Proposals asked for while another one is held, oldest first.
+    waiting: VecDeque<(i64, Done, oneshot::Sender<Option<Proposal>>)>,
 }
 
 /// The driver's state, with the source and processor it works with.
@@ -224,6 +293,7 @@ struct Driver<S: PartitionSource, P> {
     /// The `suspended` token of each record in flight.
     in_flight: HashMap<i64, CancellationToken>,
     status: mpsc::UnboundedSender<(i64, bool)>,
+    hand_off: mpsc::UnboundedSender<HandOff>,
     stop: CancellationToken,
     abort: CancellationToken,
     gauges: Gauges,
@@ -250,8 +320,14 @@ pub async fn run<S, P>(
 {
     let source = Arc::new(source);
     let partition = source.partition();
-    let (status, mut statuses) = mpsc::unbounded_channel();
+    let (status, statuses) = mpsc::unbounded_channel();
+    let (hand_off, hand_offs) = mpsc::unbounded_channel();
+    let mut inbox = Inbox {
+        statuses,
+        hand_offs,
+    };
     let mut driver = Driver {
+        hand_off,
         lag: LagSampler::start(source.clone()),
         source,
         processor,
@@ -267,11 +343,18 @@ pub async fn run<S, P>(
         window_filled: false,
     };
     driver.restore().await;
-    if let Err(lost) = driver.work(&mut statuses).await {
+    if let Err(lost) = driver.work(&mut inbox).await {
         tracing::warn!(partition, error = %lost, "stopping the partition's worker");
         driver.abort.cancel();
     }
-    driver.drain(&mut statuses).await;
+    driver.drain(&mut inbox).await;
+}
+
+/// What the record tasks tell the driver.
+struct Inbox {
+    /// A record started or ended waiting between two attempts.
+    statuses: mpsc::UnboundedReceiver<(i64, bool)>,
+    hand_offs: mpsc::UnboundedReceiver<HandOff>,
 }
 
 impl<S, P> Driver<S, P>
@@ -330,13 +413,14 @@ where
     }
 
     /// The main loop, until `stop` or `abort`.
-    async fn work(
-        &mut self,
-        statuses: &mut mpsc::UnboundedReceiver<(i64, bool)>,
-    ) -> Result<(), PartitionLost> {
+    async fn work(&mut self, inbox: &mut Inbox) -> Result<(), PartitionLost> {
         let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.answer_proposals().await;
+            if self.abort.is_cancelled() {
+                return Ok(());
+            }
             self.start_ready_jobs();
             if !self.scheduler.has_room() {
                 self.window_filled = true;
@@ -351,8 +435,10 @@ where
                 biased;
                 _ = self.stop.cancelled() => return Ok(()),
                 _ = self.abort.cancelled() => return Ok(()),
+                // Before the tasks: a task withdraws before it returns.
+                Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
                 Some(done) = self.tasks.join_next() => self.finished(done),
-                Some((offset, backing_off)) = statuses.recv() => {
+                Some((offset, backing_off)) = inbox.statuses.recv() => {
                     self.scheduler.set_backing_off(offset, backing_off);
                     self.gauges.set(&self.scheduler);
                 }
@@ -394,6 +480,7 @@ where
                 abort: self.abort.clone(),
                 suspended,
                 status: self.status.clone(),
+                hand_off: self.hand_off.clone(),
             };
             let processor = self.processor.clone();
             self.tasks.spawn(async move {
@@ -416,9 +503,40 @@ where
             }
         };
         self.in_flight.remove(&offset);
+        let settled = self
+            .checkpoints
+            .held
+            .take_if(|(held, _)| *held == offset)
+            .map(|(_, proposal)| proposal);
         let Ok(done) = result else {
+            if settled.is_some() {
+                // Its transaction may still commit the proposal, which
+                // lists this record as finished; anything stored from now
+                // on would not. Whoever owns the partition next reads the
+                // broker's word.
+                tracing::error!(
+                    partition = self.partition(),
+                    offset,
+                    "a dead letter's transaction is in doubt; the partition stops without storing more"
+                );
+                self.abort.cancel();
+            }
             return;
         };
+        if let Some(proposal) = settled {
+            // The transaction committed the proposal. The store still holds
+            // an older checkpoint, which the group would commit on a
+            // revocation or shutdown, taking back this record's finished
+            // mark: the proposal replaces it (a commit of it repeats what
+            // the broker holds).
+            let committed = (proposal.offset, proposal.metadata);
+            if let Err(lost) = self.source.store(committed.0, &committed.1) {
+                tracing::warn!(partition = self.partition(), error = %lost, "stopping the partition's worker");
+                self.abort.cancel();
+            }
+            self.checkpoints.stored = Some(committed.clone());
+            self.checkpoints.in_store = Some(committed);
+        }
         let finished = self.scheduler.finish(offset, done, Instant::now());
         if let Some(change) = finished.suspension {
             self.log_suspension(&change);
@@ -523,10 +641,79 @@ where
         );
     }
 
+    fn hand_off(&mut self, hand_off: HandOff) {
+        match hand_off {
+            HandOff::Propose {
+                offset,
+                done,
+                reply,
+            } => self.checkpoints.waiting.push_back((offset, done, reply)),
+            HandOff::Withdraw { offset } => {
+                self.checkpoints.held.take_if(|(held, _)| *held == offset);
+            }
+        }
+    }
+
+    /// Answers the proposals asked for, one at a time: the next only once
+    /// the previous one settled, so that each includes the records finished
+    /// by the transactions before it.
+    async fn answer_proposals(&mut self) {
+        while self.checkpoints.held.is_none() {
+            let Some((offset, done, reply)) = self.checkpoints.waiting.pop_front() else {
+                return;
+            };
+            if reply.is_closed() {
+                continue;
+            }
+            let proposal = self.propose(offset, done).await;
+            if let Some(proposal) = &proposal {
+                self.checkpoints.held = Some((offset, proposal.clone()));
+            }
+            if reply.send(proposal).is_err() {
+                self.checkpoints.held = None;
+            }
+        }
+    }
+
+    /// The checkpoint once `offset` finished as `done`, after committing
+    /// what was stored (unless this driver committed it already): the
+    /// group's commits then skip it, where one arriving after the
+    /// transaction would take back the record's finished mark.
+    async fn propose(&mut self, offset: i64, done: Done) -> Option<Proposal> {
+        if self.abort.is_cancelled() {
+            return None;
+        }
+        let checkpoint = self
+            .scheduler
+            .checkpoint_after(offset, done, Instant::now())?;
+        let metadata = self.metadata(checkpoint);
+        let (text, _) = metadata.encode();
+        if let Some(stored) = self
+            .checkpoints
+            .in_store
+            .clone()
+            .filter(|stored| self.checkpoints.commit_sent.as_ref() != Some(stored))
+        {
+            if !self.source.commit(stored.0, &stored.1).await {
+                return None;
+            }
+            self.checkpoints.commit_sent = Some(stored);
+        }
+        Some(Proposal {
+            offset: metadata.offset,
+            metadata: text,
+        })
+    }
+
     /// Stores the offset reached, with its metadata, when it says
     /// something new; commits it at once when only the metadata changed
     /// (at most every [`METADATA_COMMIT_INTERVAL`], or now when `last`).
     async fn checkpoint(&mut self, last: bool) -> Result<(), PartitionLost> {
+        if self.checkpoints.held.is_some() {
+            // A dead letter's transaction is committing a checkpoint that
+            // lists its record as finished; this one would not.
+            return Ok(());
+        }
         let Some(checkpoint) = self.scheduler.checkpoint() else {
             return Ok(());
         };
@@ -562,6 +749,7 @@ where
             .as_ref()
             .is_none_or(|(o, _)| *o != offset);
         self.source.store(offset, &text)?;
+        self.checkpoints.in_store = Some((offset, text.clone()));
         let now = Instant::now();
         let commit_now = !offset_moved
             && (last
@@ -572,6 +760,7 @@ where
         if commit_now {
             self.checkpoints.last_metadata_commit = Some(now);
             if self.source.commit(offset, &text).await {
+                self.checkpoints.commit_sent = Some((offset, text.clone()));
                 self.checkpoints.stored = Some((offset, text));
             }
         } else if offset_moved {
@@ -619,15 +808,20 @@ where
 
     /// Lets the records in flight finish (or give up, on `abort`), then
     /// stores and commits the offset reached, unless the partition is lost.
-    async fn drain(mut self, statuses: &mut mpsc::UnboundedReceiver<(i64, bool)>) {
+    async fn drain(mut self, inbox: &mut Inbox) {
         self.stop.cancel();
         loop {
+            // A dead letter in flight is still written and committed.
+            self.answer_proposals().await;
             tokio::select! {
+                biased;
+                // Before the tasks: a task withdraws before it returns.
+                Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
                 done = self.tasks.join_next() => match done {
                     Some(done) => self.finished(done),
                     None => break,
                 },
-                Some((offset, backing_off)) = statuses.recv() => {
+                Some((offset, backing_off)) = inbox.statuses.recv() => {
                     self.scheduler.set_backing_off(offset, backing_off);
                 }
             }

@@ -373,6 +373,7 @@ mod tests {
             partition_window_bytes: 8 << 20,
             suspend_after: 3,
             suspension_probe_interval: Duration::from_secs(300),
+            transactional_dlq: false,
         }
     }
 

@@ -29,6 +29,7 @@ use crate::events::EventDecoder;
 use crate::kafka::group::{BrokerProbe, GroupConsumer, GroupEvent};
 use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader, TableReaderError};
+use crate::kafka::transactional::TransactionalProducer;
 use crate::telemetry::metrics::{self, DeliveryMetrics};
 use crate::tenants::TenantTable;
 use crate::tenants::sync;
@@ -165,7 +166,21 @@ pub async fn run(
         shutdown.child_token(),
     ));
 
+    // Subscribed before the pipeline is built, whose transactional dead
+    // letters are fenced with the member's identity; assignments wait in
+    // the channel meanwhile.
+    let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
     let producer = AckedProducer::new(&config.kafka, DLQ_WRITE_TIMEOUT)?;
+    let mut dead_letters = DeadLetterWriter::new(producer, &topics.dlq);
+    if config.delivery.transactional_dlq {
+        let id = transactional_id(&config.kafka.group_id);
+        tracing::info!(transactional_id = %id, "dead letters are written in transactions with their source offsets");
+        dead_letters = dead_letters.transactional(TransactionalProducer::new(
+            &config.kafka,
+            id,
+            consumer.fence(),
+        ));
+    }
     let pipeline = Arc::new(Pipeline {
         table: state.table.clone(),
         client: WebhookClient::new(
@@ -175,14 +190,12 @@ pub async fn run(
         .map_err(RunError::Http)?,
         policy: RetryPolicy::from_config(&config.delivery),
         decoder: EventDecoder::new(config.schema_registry.as_ref())?,
-        dead_letters: DeadLetterWriter::new(producer, &topics.dlq),
+        dead_letters,
         max_payload_bytes: config.delivery.max_payload_bytes,
         metrics: DeliveryMetrics::new(config.telemetry.tenant_labels),
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.delivery.max_in_flight)),
     });
     let settings = scheduling(&config.delivery);
-
-    let (consumer, mut events) = GroupConsumer::subscribe(&config.kafka, &topics.events)?;
     tracing::info!(topic = %topics.events, group = %config.kafka.group_id, "replica started");
     let stop_watching = CancellationToken::new();
     let broker_watch = tokio::spawn(watch_broker(
@@ -265,6 +278,17 @@ pub async fn run(
     let _ = follower.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This replica's `transactional.id`: the group's name and a random part,
+/// so that replicas never share one (two live producers with one id fence
+/// each other). A replica that dies leaves its open transaction to the
+/// broker, which aborts it after `kafka::transactional::TRANSACTION_TIMEOUT`.
+fn transactional_id(group_id: &str) -> String {
+    let mut random = [0u8; 8];
+    crate::crypto::fill_random(&mut random);
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{group_id}.dead-letters.{suffix}")
 }
 
 /// The scheduler's settings from `[delivery]`.

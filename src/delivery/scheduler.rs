@@ -246,7 +246,7 @@ struct Waiting<R> {
     record: R,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct TenantState {
     consecutive_exhausted: u32,
     /// When suspended: the earliest time of its next probe.
@@ -258,7 +258,41 @@ struct TenantState {
     owed: Option<DlqPosition>,
 }
 
+/// What a finished record did to its tenant's circuit breaker.
+enum BreakerStep {
+    Resumed,
+    /// Suspended after this many events in a row ran out of attempts.
+    Suspended(u32),
+}
+
 impl TenantState {
+    /// The circuit breaker's step for a record of this tenant that ended
+    /// as `ending`.
+    fn breaker_step(
+        &mut self,
+        ending: Ending,
+        settings: &Settings,
+        now: Instant,
+    ) -> Option<BreakerStep> {
+        match ending {
+            Ending::Delivered => {
+                self.consecutive_exhausted = 0;
+                self.next_probe.take().map(|_| BreakerStep::Resumed)
+            }
+            Ending::RetriesExhausted => {
+                self.consecutive_exhausted = self.consecutive_exhausted.saturating_add(1);
+                (settings.suspend_after > 0
+                    && self.consecutive_exhausted >= settings.suspend_after
+                    && self.next_probe.is_none())
+                .then(|| {
+                    self.next_probe = Some(now + settings.probe_interval);
+                    BreakerStep::Suspended(self.consecutive_exhausted)
+                })
+            }
+            Ending::Other => None,
+        }
+    }
+
     /// Nothing worth keeping: the entry can go.
     fn is_idle(&self, now: Instant) -> bool {
         self.consecutive_exhausted == 0
@@ -293,6 +327,33 @@ pub struct Scheduler<R> {
     backing_off: usize,
     suspended: usize,
     owing: usize,
+}
+
+/// A tenant's debt of parked dead letters after one of its records ended
+/// as `done`: a replay of the newest one (or of a later one) clears it; a
+/// record parked under an operator's suspension, or while the debt lasts,
+/// becomes the newest. Also whether the tenant caught up.
+fn debt_after(owed: Option<DlqPosition>, done: &Done) -> (Option<DlqPosition>, bool) {
+    let mut caught_up = false;
+    let mut now_owed = owed;
+    if let (Some(of), Some(position)) = (done.replay_of, owed)
+        && of.reaches(position)
+    {
+        now_owed = None;
+        caught_up = true;
+    }
+    if done.tenant_gone {
+        now_owed = None;
+    }
+    // A record parked while the debt lasted is owed, even when it was a
+    // replay that settled the debt and was parked again.
+    if let Some((at, because)) = done.parked
+        && (because != ParkedBecause::Breaker || owed.is_some())
+    {
+        now_owed = Some(at);
+        caught_up = false;
+    }
+    (now_owed, caught_up)
 }
 
 /// The lane of all records in partition order, and of records without a
@@ -596,25 +657,7 @@ impl<R> Scheduler<R> {
     /// lasts, becomes the newest. Returns the tenant when it caught up.
     fn settle_debt(&mut self, tenant: &Key, done: &Done) -> Option<Key> {
         let owed = self.tenants.get(tenant).and_then(|s| s.owed);
-        let mut caught_up = false;
-        let mut now_owed = owed;
-        if let (Some(of), Some(position)) = (done.replay_of, owed)
-            && of.reaches(position)
-        {
-            now_owed = None;
-            caught_up = true;
-        }
-        if done.tenant_gone {
-            now_owed = None;
-        }
-        // A record parked while the debt lasted is owed, even when it was a
-        // replay that settled the debt and was parked again.
-        if let Some((at, because)) = done.parked
-            && (because != ParkedBecause::Breaker || owed.is_some())
-        {
-            now_owed = Some(at);
-            caught_up = false;
-        }
+        let (now_owed, caught_up) = debt_after(owed, done);
         if now_owed == owed {
             return None;
         }
@@ -634,35 +677,23 @@ impl<R> Scheduler<R> {
         ending: Ending,
         now: Instant,
     ) -> Option<SuspensionChange> {
-        let suspend_after = self.settings.suspend_after;
-        let probe_interval = self.settings.probe_interval;
-        let suspended = &mut self.suspended;
+        let settings = self.settings;
         let state = self.tenants.entry(tenant.clone()).or_default();
-        let change = match ending {
-            Ending::Delivered => {
-                state.consecutive_exhausted = 0;
-                state.next_probe.take().map(|_| {
-                    *suspended -= 1;
-                    SuspensionChange::Resumed {
-                        tenant: tenant.clone(),
-                    }
+        let change = match state.breaker_step(ending, &settings, now) {
+            Some(BreakerStep::Resumed) => {
+                self.suspended -= 1;
+                Some(SuspensionChange::Resumed {
+                    tenant: tenant.clone(),
                 })
             }
-            Ending::RetriesExhausted => {
-                state.consecutive_exhausted = state.consecutive_exhausted.saturating_add(1);
-                (suspend_after > 0
-                    && state.consecutive_exhausted >= suspend_after
-                    && state.next_probe.is_none())
-                .then(|| {
-                    state.next_probe = Some(now + probe_interval);
-                    *suspended += 1;
-                    SuspensionChange::Suspended {
-                        tenant: tenant.clone(),
-                        because: SuspendedBecause::ConsecutiveFailures(state.consecutive_exhausted),
-                    }
+            Some(BreakerStep::Suspended(n)) => {
+                self.suspended += 1;
+                Some(SuspensionChange::Suspended {
+                    tenant: tenant.clone(),
+                    because: SuspendedBecause::ConsecutiveFailures(n),
                 })
             }
-            Ending::Other => None,
+            None => None,
         };
         if state.is_idle(now) {
             self.tenants.remove(&tenant);
@@ -729,6 +760,53 @@ impl<R> Scheduler<R> {
             suspended: self.suspended().collect(),
             owed: self.owed().collect(),
         })
+    }
+
+    /// The checkpoint as it will be once the record at `offset`, handed
+    /// out and not finished, has finished as `done` at `now`: what
+    /// [`Scheduler::finish`] followed by [`Scheduler::checkpoint`] would
+    /// give, without finishing it. A dead letter written in a transaction
+    /// commits this with it, before the record is finished here. `None`
+    /// when the record is not being worked on.
+    pub fn checkpoint_after(
+        &self,
+        offset: i64,
+        done: impl Into<Done>,
+        now: Instant,
+    ) -> Option<Checkpoint> {
+        let done = done.into();
+        let held = self.held.get(&offset).filter(|h| h.started)?;
+        let mut checkpoint = self.checkpoint()?;
+        checkpoint.offset = self
+            .held
+            .keys()
+            .copied()
+            .find(|&o| o != offset)
+            .or(self.next_offset)?;
+        let low = checkpoint.offset;
+        checkpoint.finished_above = self
+            .finished_ahead
+            .iter()
+            .copied()
+            .chain(std::iter::once(offset))
+            .filter(|&o| o > low)
+            .collect::<BTreeSet<i64>>()
+            .into_iter()
+            .collect();
+        if let Some(tenant) = &held.key {
+            let mut state = self.tenants.get(tenant).cloned().unwrap_or_default();
+            state.owed = debt_after(state.owed, &done).0;
+            state.breaker_step(done.ending, &self.settings, now);
+            checkpoint.suspended.retain(|(k, _)| k != tenant);
+            checkpoint
+                .suspended
+                .extend(state.next_probe.map(|p| (tenant.clone(), p)));
+            checkpoint.owed.retain(|(k, _)| k != tenant);
+            checkpoint
+                .owed
+                .extend(state.owed.map(|o| (tenant.clone(), o)));
+        }
+        Some(checkpoint)
     }
 
     /// The suspended tenants and when each may next be probed.

@@ -9,11 +9,16 @@ use std::time::Duration;
 use super::partition::{PartitionLost, PartitionSource};
 use crate::kafka::group::{PartitionHandle, PartitionQueue};
 use crate::kafka::record::Record;
+use crate::kafka::transactional::TRANSACTION_TIMEOUT;
 
 /// How long a newly assigned partition waits for its committed offset and
 /// metadata before it starts without them (and may deliver records that
-/// were finished above the committed offset once more).
-const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
+/// were finished above the committed offset once more). The broker holds
+/// the answer back while a transaction that commits the partition's offset
+/// is open: a dead letter's transaction left by a replica that died lasts
+/// until the broker aborts it, `TRANSACTION_TIMEOUT` plus up to its 10 s
+/// clean-up interval; 10 s more for a busy broker's answer.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(TRANSACTION_TIMEOUT.as_secs() + 20);
 
 /// One assigned partition of the events topic.
 pub struct KafkaPartition {

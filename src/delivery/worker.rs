@@ -70,6 +70,21 @@ impl Outcome {
         }
     }
 
+    /// What the scheduler learns from a record that ended so: the
+    /// outcome, what it replayed and where it was parked.
+    fn done(
+        self,
+        replay_of: Option<DlqPosition>,
+        parked: Option<(DlqPosition, ParkedBecause)>,
+    ) -> Done {
+        Done {
+            ending: self.ending(),
+            replay_of,
+            parked,
+            tenant_gone: self == Outcome::DeadLettered(DlqReason::UnknownTenant),
+        }
+    }
+
     /// What the outcome means to the tenant's circuit breaker.
     fn ending(self) -> Ending {
         match self {
@@ -120,12 +135,7 @@ impl RecordProcessor<Record> for Pipeline {
             ?outcome,
             "done"
         );
-        Ok(Done {
-            ending: outcome.ending(),
-            replay_of,
-            parked,
-            tenant_gone: outcome == Outcome::DeadLettered(DlqReason::UnknownTenant),
-        })
+        Ok(outcome.done(replay_of, parked))
     }
 
     fn spacing(&self, tenant: &[u8]) -> Option<Duration> {
@@ -160,7 +170,9 @@ impl Pipeline {
                 if let Some(tenant) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     letter = letter.with_tenant(tenant);
                 }
-                let (outcome, _) = self.dead_letter(record, letter, control).await?;
+                let (outcome, _) = self
+                    .dead_letter(record, letter, replay_of, None, control)
+                    .await?;
                 return Ok((outcome, None));
             }
         };
@@ -183,11 +195,15 @@ impl Pipeline {
                 Ok((outcome, None))
             }
             Ended::DeadLetter(letter) => {
-                let (outcome, _) = self.dead_letter(record, letter, control).await?;
+                let (outcome, _) = self
+                    .dead_letter(record, letter, replay_of, None, control)
+                    .await?;
                 Ok((outcome, None))
             }
             Ended::Parked(letter, because) => {
-                let (outcome, at) = self.dead_letter(record, letter, control).await?;
+                let (outcome, at) = self
+                    .dead_letter(record, letter, replay_of, Some(because), control)
+                    .await?;
                 Ok((outcome, Some((at, because))))
             }
         }
@@ -381,16 +397,23 @@ impl Pipeline {
         }
     }
 
+    /// Dead-letters the record. `replay_of` and `parked` are what the
+    /// record's [`Done`] will say besides the dead letter's position; a
+    /// transactional write commits the checkpoint that follows from it.
     async fn dead_letter(
         &self,
         record: &Record,
         letter: DeadLetter,
+        replay_of: Option<DlqPosition>,
+        parked: Option<ParkedBecause>,
         control: &JobControl,
     ) -> Result<(Outcome, DlqPosition), Abandoned> {
         tracing::warn!(reason = %letter.reason, error = %letter.error, "dead-lettering");
+        let outcome = Outcome::DeadLettered(letter.reason);
+        let done = |at: DlqPosition| outcome.done(replay_of, parked.map(|because| (at, because)));
         let at = self
             .dead_letters
-            .write(record, &letter, &control.abort)
+            .write(record, &letter, control, done)
             .await?;
         // Only tenants in the table may become label values: a record key
         // naming no tenant is whatever a producer wrote.
@@ -399,7 +422,6 @@ impl Pipeline {
             .as_deref()
             .filter(|t| self.table.get(t).is_some());
         self.metrics.dead_lettered(letter.reason.as_str(), tenant);
-        let outcome = Outcome::DeadLettered(letter.reason);
         self.metrics.delivery_finished(outcome.label(), tenant);
         Ok((outcome, at))
     }

@@ -194,6 +194,22 @@ impl PartitionHandle {
     }
 }
 
+/// The member's identity in the group (id and generation), read afresh for
+/// each transactional offset commit: the broker refuses the commit of a
+/// member that is no longer in the generation it names (KIP-447), so a
+/// replica that lost its partitions in a rebalance cannot commit for them.
+#[derive(Clone)]
+pub struct GroupFence {
+    consumer: Weak<Inner>,
+}
+
+impl GroupFence {
+    /// `None` once the consumer is gone.
+    pub(super) fn metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.upgrade()?.group_metadata()
+    }
+}
+
 /// The group member. Dropping it leaves the group.
 pub struct GroupConsumer {
     consumer: Arc<Inner>,
@@ -290,6 +306,14 @@ impl GroupConsumer {
         BrokerProbe {
             consumer: Arc::downgrade(&self.consumer),
             topic: self.consumer.context().topic.clone(),
+        }
+    }
+
+    /// What fences this member's transactional offset commits: the group
+    /// generation it belongs to now. Holds the consumer weakly.
+    pub fn fence(&self) -> GroupFence {
+        GroupFence {
+            consumer: Arc::downgrade(&self.consumer),
         }
     }
 

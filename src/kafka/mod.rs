@@ -14,6 +14,8 @@
 //!   dead-letter replay and statistics.
 //! - [`record`]: a record of the events topic, owned.
 //! - [`table_reader`]: a compacted topic read whole, then followed.
+//! - [`transactional`]: a dead letter and its source offset committed in
+//!   one transaction, fenced by the consumer group.
 
 pub mod admin;
 pub mod group;
@@ -23,6 +25,7 @@ pub mod range_reader;
 mod reading;
 pub mod record;
 pub mod table_reader;
+pub mod transactional;
 
 use rdkafka::ClientConfig;
 

@@ -102,25 +102,9 @@ impl AckedProducer {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> Result<PendingAck, ProduceError> {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        let mut record = future_record(topic, key, value, headers);
         if let Some(partition) = partition {
             record = record.partition(partition);
-        }
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        if !headers.is_empty() {
-            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for (name, value) in headers {
-                owned = owned.insert(Header {
-                    key: name,
-                    value: *value,
-                });
-            }
-            record = record.headers(owned);
         }
         let started = Instant::now();
         loop {
@@ -149,6 +133,34 @@ impl AckedProducer {
             }
         }
     }
+}
+
+/// A record exactly as given: a missing key or value stays missing, a
+/// header without a value stays without one.
+pub(super) fn future_record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &[(&str, Option<&[u8]>)],
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'a, [u8], [u8]> = FutureRecord::to(topic);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    if !headers.is_empty() {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (name, value) in headers {
+            owned = owned.insert(Header {
+                key: name,
+                value: *value,
+            });
+        }
+        record = record.headers(owned);
+    }
+    record
 }
 
 /// How long to wait before offering a record again to a producer whose queue

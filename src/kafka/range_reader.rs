@@ -100,6 +100,11 @@ impl RangeReader {
             // An offset that retention removed since it was committed reads
             // from the oldest record still there.
             .set("auto.offset.reset", "earliest")
+            // Dead letters written in a transaction that was then aborted
+            // (`delivery.transactional_dlq`) are not dead letters: only
+            // committed records are read. librdkafka's default, said here
+            // because replay and the listings depend on it.
+            .set("isolation.level", "read_committed")
             .create()
             .map_err(RangeReaderError::Client)?;
         let consumer = Arc::new(consumer);

@@ -24,3 +24,4 @@ mod setup_topics;
 mod soak;
 mod telemetry;
 mod tenants;
+mod transactional_dlq;

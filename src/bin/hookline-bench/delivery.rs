@@ -167,7 +167,7 @@ impl Bench {
         counts.reset(Behaviour {
             failing: drain.failing,
             delay: drain.delay,
-            record_latency: false,
+            ..Behaviour::default()
         });
         let mut running = Vec::new();
         for r in 0..replicas {

@@ -14,11 +14,13 @@
 //!   latency of its partition-mates against the other partitions' tenants;
 //! - `window`: the memory of a replica whose partitions' windows are full;
 //! - `restore`: a replica starting over a large tenants topic;
-//! - `replicas`: as throughput with two replicas on the same machine.
+//! - `replicas`: as throughput with two replicas on the same machine;
+//! - `dlq`: every endpoint answering 410, `delivery.transactional_dlq` off
+//!   against on: dead letters per second and CPU per dead letter.
 //!
 //! Layout: `delivery` (drains of pre-produced events and their reports),
 //! `steady` (a steady produce rate: latency and head of line), `window`,
-//! `restore`, `floor`;
+//! `restore`, `floor`, `dead_letters`;
 //! `replica` runs `hookline`, `receiver` answers it, `kafka` produces;
 //! `stats` holds the pure helpers.
 //!
@@ -26,6 +28,7 @@
 //! `cargo test --all-targets` builds and runs bench targets, and these runs
 //! take minutes and need the broker; a binary is only compiled there.
 
+mod dead_letters;
 mod delivery;
 mod floor;
 mod kafka;
@@ -101,6 +104,9 @@ struct Args {
     /// comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "8,2")]
     window_mib: Vec<u64>,
+    /// Events of each dead-letter run (all dead-lettered).
+    #[arg(long, default_value_t = 2000)]
+    dead_letter_events: u64,
     /// Tenant records of the restore run.
     #[arg(long, default_value_t = 100_000)]
     restore_tenants: u64,
@@ -114,14 +120,15 @@ struct Args {
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
     /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
-    /// one window size, 10,000 tenants); not for reported figures.
+    /// one window size, 10,000 tenants, 500 dead letters); not for
+    /// reported figures.
     #[arg(long)]
     quick: bool,
     /// Runs to do, comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,throughput,latency,isolation,slow,hol,window,restore,replicas"
+        default_value = "floor,throughput,latency,isolation,slow,hol,window,restore,replicas,dlq"
     )]
     only: Vec<String>,
     /// Where the JSON results go.
@@ -146,6 +153,7 @@ impl Args {
         self.window_secs = self.window_secs.min(3);
         self.window_mib.truncate(1);
         self.restore_tenants = self.restore_tenants.min(10_000);
+        self.dead_letter_events = self.dead_letter_events.min(500);
     }
 }
 
@@ -386,6 +394,10 @@ async fn run(args: Args) -> Result<(), String> {
             "two_replicas",
             json!({"run": run, "relative_to_one": relative}),
         );
+    }
+
+    if wants("dlq") {
+        bench.dead_letter_runs(&mut report).await?;
     }
 
     let mut table = comfy_table::Table::new();

@@ -1,6 +1,6 @@
 //! The bench's receiver: an axum server on 127.0.0.1 that answers 204 (or
-//! 503 for the one failing tenant of the isolation and head-of-line runs)
-//! without decrypting, and counts what arrived. Verifying and decrypting
+//! 503 for the one failing tenant of the isolation and head-of-line runs,
+//! or 410 to everyone in the dead-letter runs) without decrypting, and counts what arrived. Verifying and decrypting
 //! would charge the receiver's work to the machine the replica shares.
 //!
 //! It can answer slowly, like a real endpoint: every request then waits
@@ -46,6 +46,8 @@ pub struct Counts {
     pub record_latency: AtomicBool,
     /// The tenant index answered with 503, `usize::MAX` for none.
     pub failing: AtomicUsize,
+    /// Every request is answered 410 (dead-lettered at once).
+    pub gone: AtomicBool,
     /// How long every request waits before it is answered, in microseconds.
     delay_us: AtomicU64,
     /// Requests being answered now, and the most at once since the reset.
@@ -62,6 +64,8 @@ pub struct Behaviour {
     pub delay: Duration,
     /// Whether end-to-end latencies are collected.
     pub record_latency: bool,
+    /// Every tenant's endpoint answers 410, which dead-letters at once.
+    pub gone: bool,
 }
 
 impl Counts {
@@ -75,6 +79,7 @@ impl Counts {
             latencies: Mutex::new(Vec::new()),
             record_latency: AtomicBool::new(false),
             failing: AtomicUsize::new(usize::MAX),
+            gone: AtomicBool::new(false),
             delay_us: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
@@ -94,6 +99,7 @@ impl Counts {
         self.record_latency.store(behaviour.record_latency, Relaxed);
         self.failing
             .store(behaviour.failing.unwrap_or(usize::MAX), Relaxed);
+        self.gone.store(behaviour.gone, Relaxed);
         self.delay_us.store(
             u64::try_from(behaviour.delay.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
@@ -182,6 +188,10 @@ fn answer(counts: &Counts, tenant: usize, headers: &HeaderMap) -> StatusCode {
     if counts.failing.load(Relaxed) == tenant {
         counts.refused.fetch_add(1, Relaxed);
         return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    if counts.gone.load(Relaxed) {
+        counts.refused.fetch_add(1, Relaxed);
+        return StatusCode::GONE;
     }
     let now = Instant::now();
     if counts.record_latency.load(Relaxed)

@@ -307,6 +307,7 @@ impl Bench {
             failing: Some(HOL_FAILING),
             delay: Duration::ZERO,
             record_latency: true,
+            ..Behaviour::default()
         });
         let replica = self.ready_replica(&setup, &order.settings()).await?;
         let (rate, secs) = (self.args.hol_rate, self.args.hol_secs);

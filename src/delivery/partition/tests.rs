@@ -27,12 +27,26 @@ impl SourceRecord for FakeRecord {
     }
 }
 
+/// What the source and the processor did, in the order they did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Stored(i64, String),
+    Committed(i64, String),
+    /// A dead letter's transaction got this proposal for its record.
+    Proposed(i64, Proposal),
+    /// The transaction of the record ended: committed or withdrawn.
+    Settled(i64),
+}
+
+type Log = Arc<Mutex<Vec<Entry>>>;
+
 /// A partition fed by the test; it remembers what was stored and committed.
 struct FakeSource {
     records: tokio::sync::Mutex<mpsc::UnboundedReceiver<FakeRecord>>,
     committed: Option<(i64, String)>,
     stored: Arc<Mutex<Vec<(i64, String)>>>,
     commits: Arc<Mutex<Vec<(i64, String)>>>,
+    log: Log,
 }
 
 impl PartitionSource for FakeSource {
@@ -59,6 +73,10 @@ impl PartitionSource for FakeSource {
             .lock()
             .unwrap()
             .push((offset, metadata.to_string()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(Entry::Stored(offset, metadata.to_string()));
         Ok(())
     }
 
@@ -67,6 +85,10 @@ impl PartitionSource for FakeSource {
             .lock()
             .unwrap()
             .push((offset, metadata.to_string()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(Entry::Committed(offset, metadata.to_string()));
         true
     }
 
@@ -82,6 +104,10 @@ enum Endpoint {
     Healthy,
     /// Fails every attempt; the record is dead-lettered after `attempts`.
     Failing { attempts: u32 },
+    /// Rejects at once: dead-lettered in a transaction that takes
+    /// `commit` from the proposal to its end, and is aborted (withdrawn)
+    /// the first `aborts` times.
+    Transactional { commit: Duration, aborts: u32 },
 }
 
 /// One record's run through the processor.
@@ -100,6 +126,7 @@ struct FakeProcessor {
     endpoints: Mutex<HashMap<Vec<u8>, Endpoint>>,
     spacing: HashMap<Vec<u8>, Duration>,
     runs: Mutex<Vec<Run>>,
+    log: Log,
 }
 
 impl FakeProcessor {
@@ -137,10 +164,13 @@ impl FakeProcessor {
                 tokio::time::sleep(ATTEMPT).await;
                 return Ok(match endpoint {
                     Endpoint::Healthy => Ending::Delivered,
-                    Endpoint::Failing { .. } => Ending::Other,
+                    Endpoint::Failing { .. } | Endpoint::Transactional { .. } => Ending::Other,
                 });
             }
             Admission::Deliver => {}
+        }
+        if let Endpoint::Transactional { commit, aborts } = endpoint {
+            return self.transaction(job.offset, control, commit, aborts).await;
         }
         let mut attempt = 0;
         loop {
@@ -157,7 +187,7 @@ impl FakeProcessor {
                 Endpoint::Failing { attempts } if attempt >= attempts => {
                     return Ok(Ending::RetriesExhausted);
                 }
-                Endpoint::Failing { .. } => {}
+                Endpoint::Failing { .. } | Endpoint::Transactional { .. } => {}
             }
             control.backing_off(true);
             let waited = tokio::select! {
@@ -171,6 +201,38 @@ impl FakeProcessor {
                 // Suspended while waiting: dead-lettered at once.
                 return Ok(Ending::Other);
             }
+        }
+    }
+}
+
+impl FakeProcessor {
+    /// What the dead-letter writer does in a transaction, with a sleep for
+    /// the commit.
+    async fn transaction(
+        &self,
+        offset: i64,
+        control: &JobControl,
+        commit: Duration,
+        mut aborts: u32,
+    ) -> Result<Ending, Abandoned> {
+        loop {
+            // Quicker than an attempt: the proposal comes before the other
+            // records of the test finish.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let Some(proposal) = control.propose(Ending::Other.into()).await else {
+                return Err(Abandoned);
+            };
+            self.log
+                .lock()
+                .unwrap()
+                .push(Entry::Proposed(offset, proposal));
+            tokio::time::sleep(commit).await;
+            self.log.lock().unwrap().push(Entry::Settled(offset));
+            if aborts == 0 {
+                return Ok(Ending::Other);
+            }
+            aborts -= 1;
+            control.withdraw();
         }
     }
 }
@@ -236,6 +298,7 @@ impl Harness {
             committed: committed.clone(),
             stored: stored.clone(),
             commits: commits.clone(),
+            log: processor.log.clone(),
         };
         let processor = Arc::new(processor);
         let stop = CancellationToken::new();
@@ -639,5 +702,189 @@ async fn a_failing_tenant_left_alone_in_a_full_window_is_suspended_at_once() {
     assert_eq!(bad[0].ended.unwrap().1, Ok(Ending::Other), "suspended");
     // Long before bad's next attempt (a backoff of BACKOFF after the first).
     assert!(h.ends_of("late")[1] < BACKOFF, "{:?}", h.ends_of("late"));
+    h.stop().await;
+}
+
+/// The log's entries, and the metadata of a checkpoint decoded.
+fn finished_above(metadata: &str) -> Vec<i64> {
+    CommitMetadata::decode(metadata).map_or_else(Vec::new, |m| m.finished_above)
+}
+
+/// A dead letter's transaction commits the checkpoint with its record
+/// finished: above the lowest unfinished record (which backs off), it is
+/// listed as finished. What was stored before is committed before the
+/// proposal is made, and nothing is stored or committed while the
+/// transaction runs, though other records finish meanwhile; the next
+/// checkpoint stored after it includes its record and theirs.
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_transaction_commits_its_checkpoint_and_holds_the_drivers_own() {
+    let processor = FakeProcessor::default();
+    processor.set("slow", Endpoint::Failing { attempts: 100 });
+    processor.set(
+        "tx",
+        Endpoint::Transactional {
+            commit: Duration::from_secs(2),
+            aborts: 0,
+        },
+    );
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["slow", "a"]);
+    // Something is stored (offset 0, 1 finished above) before the
+    // transaction starts.
+    until(|| h.ends_of("a").len() == 1).await;
+    tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+    assert_eq!(
+        h.stored
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(_, m)| finished_above(m)),
+        Some(vec![1])
+    );
+    h.produce(&["tx", "b", "c"]);
+    until(|| h.ends_of("c").len() == 1 && h.ends_of("tx").len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = h.processor.log.lock().unwrap().clone();
+
+    let proposed = log
+        .iter()
+        .position(|e| matches!(e, Entry::Proposed(2, _)))
+        .expect("a proposal for the dead letter");
+    let Entry::Proposed(_, proposal) = &log[proposed] else {
+        unreachable!()
+    };
+    assert_eq!(proposal.offset, 0, "the lowest unfinished record stays");
+    assert_eq!(finished_above(&proposal.metadata), vec![1, 2], "{log:?}");
+    // The last store before the proposal was committed before it.
+    let last_store = log[..proposed]
+        .iter()
+        .rposition(|e| matches!(e, Entry::Stored(..)))
+        .expect("a store before the transaction");
+    let Entry::Stored(offset, metadata) = &log[last_store] else {
+        unreachable!()
+    };
+    assert!(
+        log[last_store..proposed].contains(&Entry::Committed(*offset, metadata.clone())),
+        "the store was not committed before the proposal: {log:?}"
+    );
+    // Nothing of the driver's own between the proposal and the settling.
+    let settled = log
+        .iter()
+        .position(|e| *e == Entry::Settled(2))
+        .expect("the transaction ended");
+    let between = &log[proposed + 1..settled];
+    assert!(
+        between
+            .iter()
+            .all(|e| !matches!(e, Entry::Stored(..) | Entry::Committed(..))),
+        "stored or committed during the transaction: {between:?}"
+    );
+    // Records 3 and 4 finished during the transaction; the checkpoint
+    // stored after it carries them and the dead-lettered one.
+    let after: Vec<Vec<i64>> = log[settled..]
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Stored(0, m) | Entry::Committed(0, m) => Some(finished_above(m)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(after.last(), Some(&vec![1, 2, 3, 4]), "{log:?}");
+    assert!(
+        after.iter().all(|f| f.contains(&2)),
+        "a checkpoint after the transaction lost its record: {log:?}"
+    );
+    h.stop().await;
+}
+
+/// An aborted transaction is withdrawn: the driver stores its own
+/// checkpoints again (without the record), and the next try gets a
+/// proposal of its own; the record finishes once, when a try commits.
+#[tokio::test(start_paused = true)]
+async fn a_withdrawn_transaction_releases_the_driver_and_is_tried_again() {
+    let processor = FakeProcessor::default();
+    processor.set("slow", Endpoint::Failing { attempts: 100 });
+    processor.set(
+        "tx",
+        Endpoint::Transactional {
+            commit: Duration::from_millis(100),
+            aborts: 1,
+        },
+    );
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["slow", "tx", "a"]);
+    until(|| h.ends_of("tx").len() == 1 && h.ends_of("a").len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = h.processor.log.lock().unwrap().clone();
+    let proposals: Vec<&Proposal> = log
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Proposed(1, p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposals.len(), 2, "{log:?}");
+    for proposal in proposals {
+        assert_eq!(proposal.offset, 0);
+        assert!(finished_above(&proposal.metadata).contains(&1));
+    }
+    // Between the withdrawn try and the next, anything stored does not
+    // claim the record finished.
+    let first = log.iter().position(|e| *e == Entry::Settled(1)).unwrap();
+    let second = first
+        + log[first..]
+            .iter()
+            .position(|e| matches!(e, Entry::Proposed(1, _)))
+            .unwrap();
+    for entry in &log[first..second] {
+        if let Entry::Stored(_, m) | Entry::Committed(_, m) = entry {
+            assert!(!finished_above(m).contains(&1), "{log:?}");
+        }
+    }
+    assert_eq!(h.runs_of("tx").len(), 1, "one run, two tries inside it");
+    h.stop().await;
+}
+
+/// Regression test: the commit made before a second transaction sent the
+/// checkpoint stored before the first one again, which took back the first
+/// dead-lettered record's finished mark (a restart dead-lettered it again).
+#[tokio::test(start_paused = true)]
+async fn consecutive_dead_letter_transactions_never_commit_an_older_checkpoint() {
+    let processor = FakeProcessor::default();
+    processor.set("slow", Endpoint::Failing { attempts: 100 });
+    processor.set(
+        "tx",
+        Endpoint::Transactional {
+            commit: Duration::from_secs(1),
+            aborts: 0,
+        },
+    );
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.produce(&["slow", "a"]);
+    until(|| h.ends_of("a").len() == 1).await;
+    tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+    h.produce(&["tx", "tx"]);
+    until(|| h.ends_of("tx").len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = h.processor.log.lock().unwrap().clone();
+    let first = log
+        .iter()
+        .position(|e| *e == Entry::Settled(2))
+        .expect("the first transaction ended");
+    for entry in &log[first..] {
+        if let Entry::Stored(_, m)
+        | Entry::Committed(_, m)
+        | Entry::Proposed(_, Proposal { metadata: m, .. }) = entry
+        {
+            let finished = finished_above(m);
+            assert!(
+                finished.contains(&1) && finished.contains(&2),
+                "{entry:?} after the first transaction: {log:?}"
+            );
+        }
+    }
+    assert!(
+        log.iter().any(|e| matches!(e, Entry::Proposed(3, _))),
+        "{log:?}"
+    );
     h.stop().await;
 }

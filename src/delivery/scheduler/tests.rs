@@ -484,6 +484,65 @@ fn a_deleted_tenant_owes_nothing() {
 }
 
 #[test]
+fn the_checkpoint_after_a_record_moves_past_it_or_lists_it_above() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(settings(Lanes::PerKey));
+    for (offset, key) in [(0, b"a"), (1, b"b"), (2, b"c")] {
+        s.admit(offset, Some(key), 1, ());
+    }
+    assert_eq!(drain_jobs(&mut s, now), vec![0, 1, 2]);
+    // The lowest unfinished record: the offset moves past it.
+    let lowest = s.checkpoint_after(0, Ending::Other, now).unwrap();
+    assert_eq!((lowest.offset, lowest.finished_above), (1, vec![]));
+    // One above it: it joins the finished records, the offset stays.
+    let above = s.checkpoint_after(2, Ending::Other, now).unwrap();
+    assert_eq!((above.offset, above.finished_above), (0, vec![2]));
+    // Nothing changed in the scheduler itself.
+    assert_eq!(s.checkpoint().unwrap().offset, 0);
+    assert_eq!(s.unfinished(), 3);
+    // Once 1 is finished, the checkpoint after 0 covers both.
+    s.finish(1, Ending::Other, now);
+    let both = s.checkpoint_after(0, Ending::Other, now).unwrap();
+    assert_eq!((both.offset, both.finished_above), (2, vec![]));
+    // The last one: one past the newest record read.
+    s.finish(0, Ending::Other, now);
+    assert_eq!(s.checkpoint_after(2, Ending::Other, now).unwrap().offset, 3);
+    // A record that is not being worked on has no such checkpoint.
+    assert_eq!(s.checkpoint_after(7, Ending::Other, now), None);
+}
+
+/// A dead letter's transaction commits the suspension that the record's
+/// exhausted retries cause, and the debt its parking creates.
+#[test]
+fn the_checkpoint_after_a_record_carries_its_suspension_and_debt() {
+    let now = Instant::now();
+    let mut s = Scheduler::new(settings(Lanes::PerKey));
+    for offset in 0..4 {
+        s.admit(offset, Some(b"a"), 1, ());
+    }
+    for offset in 0..2 {
+        assert_eq!(drain_jobs(&mut s, now), vec![offset]);
+        s.finish(offset, Ending::RetriesExhausted, now);
+    }
+    assert_eq!(drain_jobs(&mut s, now), vec![2]);
+    let third = s
+        .checkpoint_after(2, Ending::RetriesExhausted, now)
+        .unwrap();
+    assert_eq!(
+        third.suspended.len(),
+        1,
+        "the third exhausted event suspends"
+    );
+    s.finish(2, Ending::RetriesExhausted, now);
+    assert_eq!(drain_jobs(&mut s, now), vec![3]);
+    let parked_at = at(9);
+    let fourth = s
+        .checkpoint_after(3, parked(parked_at, ParkedBecause::Operator), now)
+        .unwrap();
+    assert_eq!(fourth.owed, vec![(Key::from(&b"a"[..]), parked_at)]);
+}
+
+#[test]
 fn finishing_a_record_twice_or_one_never_handed_out_changes_nothing() {
     let now = Instant::now();
     let mut s = Scheduler::new(settings(Lanes::PerKey));
@@ -519,7 +578,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => proptest::option::weighted(0.9, 0u8..6).prop_map(Op::Read),
         3 => Just(Op::Start),
-        3 => (any::<usize>(), 0u8..3).prop_map(|(n, e)| Op::Finish(n, e)),
+        3 => (any::<usize>(), 0u8..5).prop_map(|(n, e)| Op::Finish(n, e)),
         1 => any::<usize>().prop_map(Op::BackOff),
         1 => (0u16..2000).prop_map(Op::Wait),
         1 => Just(Op::SuspendHolder),
@@ -532,6 +591,27 @@ fn ending(code: u8) -> Ending {
         1 => Ending::RetriesExhausted,
         _ => Ending::Other,
     }
+}
+
+/// How a record finishes: `ending`, or parked by an operator's suspension
+/// (3), or as the replay of a dead letter (4), which change debts.
+fn done(code: u8, offset: i64) -> Done {
+    let position = DlqPosition {
+        partition: 0,
+        offset,
+    };
+    match code {
+        3 => parked(position, ParkedBecause::Operator),
+        4 => replay(position, Ending::Delivered),
+        _ => ending(code).into(),
+    }
+}
+
+/// A checkpoint with its tenant lists in one order, to compare two.
+fn sorted(mut checkpoint: Checkpoint) -> Checkpoint {
+    checkpoint.suspended.sort();
+    checkpoint.owed.sort_by(|a, b| a.0.cmp(&b.0));
+    checkpoint
 }
 
 /// What the test saw of a scheduler, to check it against.
@@ -599,7 +679,15 @@ impl Model {
             Op::Finish(n, code) => {
                 if !self.in_flight.is_empty() {
                     let offset = self.in_flight.remove(n % self.in_flight.len());
-                    s.finish(offset, ending(code), now);
+                    // What a dead letter's transaction commits is what the
+                    // driver stores once the record is finished.
+                    let before = s.checkpoint_after(offset, done(code, offset), now);
+                    s.finish(offset, done(code, offset), now);
+                    assert_eq!(
+                        before.map(sorted),
+                        s.checkpoint().map(sorted),
+                        "checkpoint_after({offset}) differs from finishing it"
+                    );
                     assert!(self.finished.insert(offset), "{offset} finished twice");
                 }
             }

@@ -194,6 +194,9 @@ impl Broker {
             .set("group.id", self.name("reader"))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // Records of aborted transactions (dead letters written with
+            // `delivery.transactional_dlq`) are not part of the topic.
+            .set("isolation.level", "read_committed")
             .create()
             .expect("consumer");
         let metadata = consumer
