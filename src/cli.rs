@@ -180,6 +180,24 @@ pub struct TenantPutArgs {
     #[arg(long)]
     pub generate_secret: bool,
 
+    /// The signing secret being replaced (`whsec_…`), during a rotation:
+    /// requests are signed with it too, after the new one, for `--grace`,
+    /// so that the tenant's receiver may switch secrets in its own time.
+    /// Needs `--signing-secret` or `--generate-secret`.
+    #[arg(long, value_name = "S")]
+    pub previous_signing_secret: Option<String>,
+
+    /// How long `--previous-signing-secret` keeps signing, from now
+    /// (`24h`, `90m`, `0s` drops it at once).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "24h",
+        value_parser = humantime::parse_duration,
+        requires = "previous_signing_secret"
+    )]
+    pub grace: std::time::Duration,
+
     /// Store the tenant as disabled (its events are dead-lettered).
     #[arg(long)]
     pub disabled: bool,
@@ -325,16 +343,20 @@ pub struct ReceiveArgs {
     #[arg(long = "private-key", value_name = "[KID=]FILE", required = true, num_args = 1..)]
     pub private_keys: Vec<PrivateKeyArg>,
 
-    /// Signing secret (`whsec_…`) to verify `webhook-signature` with. Prefer
-    /// the environment variable: a flag is visible in process lists.
+    /// Signing secret (`whsec_…`) to verify `webhook-signature` with;
+    /// repeat it (or separate secrets with commas) to accept a signature
+    /// made with any of them, the old and the new secret during a
+    /// rotation. Prefer the environment variable: a flag is visible in
+    /// process lists.
     #[arg(
-        long,
+        long = "signing-secret",
         value_name = "S",
         env = "HOOKLINE_SIGNING_SECRET",
         hide_env_values = true,
+        value_delimiter = ',',
         value_parser = parse_secret
     )]
-    pub signing_secret: Option<SecretString>,
+    pub signing_secrets: Vec<SecretString>,
 }
 
 /// One `--private-key` of `hookline receive`: a PEM file and, when given,
@@ -403,6 +425,7 @@ pub struct ApiArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use secrecy::ExposeSecret as _;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -515,6 +538,78 @@ mod tests {
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
             assert!(err.to_string().contains("--rate-limit"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn tenants_put_takes_a_previous_secret_with_a_grace_of_24_hours_by_default() {
+        let put = |extra: &[&str]| {
+            let mut args = vec![
+                "hookline",
+                "tenants",
+                "put",
+                "acme",
+                "--url",
+                "https://example.com/",
+                "--public-key",
+                "k.pem",
+                "--generate-secret",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let grace = |extra: &[&str]| {
+            let Command::Tenants(TenantsCommand::Put(args)) = put(extra).unwrap().command else {
+                panic!("not tenants put");
+            };
+            (args.previous_signing_secret, args.grace)
+        };
+        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        assert_eq!(
+            grace(&["--previous-signing-secret", old]),
+            (
+                Some(old.to_string()),
+                std::time::Duration::from_secs(86_400)
+            )
+        );
+        assert_eq!(
+            grace(&["--previous-signing-secret", old, "--grace", "90m"]).1,
+            std::time::Duration::from_secs(5_400)
+        );
+        // Without a previous secret, a grace means nothing.
+        let err = put(&["--grace", "1h"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = put(&["--previous-signing-secret", old, "--grace", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("--grace"), "{err}");
+    }
+
+    #[test]
+    fn receive_takes_several_signing_secrets_repeated_or_comma_separated() {
+        let secrets = |extra: &[&str]| {
+            let mut args = vec![
+                "hookline",
+                "receive",
+                "--listen",
+                "127.0.0.1:0",
+                "--private-key",
+                "k.pem",
+            ];
+            args.extend_from_slice(extra);
+            let Command::Receive(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not receive");
+            };
+            args.signing_secrets
+                .iter()
+                .map(|s| s.expose_secret().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            secrets(&["--signing-secret", "whsec_a", "--signing-secret", "whsec_b"]),
+            ["whsec_a", "whsec_b"]
+        );
+        assert_eq!(
+            secrets(&["--signing-secret", "whsec_a,whsec_b"]),
+            ["whsec_a", "whsec_b"]
+        );
     }
 
     #[test]

@@ -261,6 +261,31 @@ async fn read_json<T: DeserializeOwned>(
     })
 }
 
+/// Reads an optional JSON body: an empty one (with or without a
+/// content type) is `None`, anything else is read as [`read_json`] reads
+/// it.
+async fn read_optional_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Option<T>, ApiError> {
+    let declared_empty = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0");
+    if declared_empty || !headers.contains_key(header::CONTENT_TYPE) {
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ApiError::BodyTooLarge { limit })?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        // A body without a content type is not declared as JSON.
+        return read_json(headers, Body::from(bytes), limit).await.map(Some);
+    }
+    read_json(headers, body, limit).await.map(Some)
+}
+
 /// Checks `If-Match` (RFC 9110 §13.1.1, strong comparison) against the
 /// current version; no header means no condition.
 fn check_if_match(headers: &HeaderMap, current: Version) -> Result<(), ApiError> {

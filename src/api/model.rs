@@ -53,6 +53,9 @@ pub struct TenantView {
     pub events: Option<Vec<String>>,
     pub enabled: bool,
     pub signing_secret_set: bool,
+    /// During a signing-secret rotation, until when the replaced secret
+    /// signs too (RFC 3339); `null` when there is none.
+    pub previous_signing_secret_expires_at: Option<String>,
     /// Events per second delivered at most; `null`: unlimited.
     pub rate_limit: Option<f64>,
     /// The record version, also sent as the `ETag` header.
@@ -74,6 +77,7 @@ impl TenantView {
                 events: None,
                 enabled: false,
                 signing_secret_set: false,
+                previous_signing_secret_expires_at: None,
                 rate_limit: None,
                 version,
             };
@@ -99,6 +103,7 @@ impl TenantView {
             events,
             enabled,
             signing_secret_set: fields.contains_key("signing_secret"),
+            previous_signing_secret_expires_at: text("previous_signing_secret_expires_at"),
             rate_limit: fields.get("rate_limit").and_then(Value::as_f64),
             version,
         };
@@ -180,6 +185,31 @@ pub struct IssuedApiKey {
 pub struct IssuedSigningSecret {
     pub signing_secret: String,
     pub tenant: TenantView,
+}
+
+/// `POST /v1/tenants/{id}/signing-secret`: how the replaced secret is
+/// kept. The body is optional; without one, the default grace applies.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSigningSecret {
+    /// How long the replaced secret keeps signing deliveries next to the
+    /// new one, so that the receiver can switch in its own time: a
+    /// duration such as `"24h"` (the default), `"90m"` or `"7d"`; `"0s"`
+    /// drops it at once.
+    #[serde(default, deserialize_with = "grace_duration")]
+    #[schema(value_type = Option<String>, example = "24h")]
+    pub grace: Option<std::time::Duration>,
+}
+
+/// Reads `grace` with humantime, with a message that names the field.
+fn grace_duration<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    humantime_serde::deserialize(deserializer).map_err(|e: D::Error| {
+        serde::de::Error::custom(format_args!(
+            "grace: must be a duration such as \"24h\" or \"0s\" ({e})"
+        ))
+    })
 }
 
 /// `PUT /v1/tenants/{id}/public-key`.

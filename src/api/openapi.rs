@@ -201,6 +201,33 @@ mod tests {
     }
 
     #[test]
+    fn the_signing_secret_route_documents_its_optional_grace_and_its_problems() {
+        let json = serde_json::to_value(openapi()).unwrap();
+        let rotate = &json["paths"]["/v1/tenants/{id}/signing-secret"]["post"];
+        let body = &rotate["requestBody"];
+        assert_ne!(body["required"], true, "the body is optional: {body}");
+        let schema = &body["content"]["application/json"]["schema"];
+        let name = schema["$ref"]
+            .as_str()
+            .or_else(|| schema["oneOf"][1]["$ref"].as_str())
+            .or_else(|| schema["oneOf"][0]["$ref"].as_str())
+            .unwrap_or_else(|| panic!("{schema}"))
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let grace = &json["components"]["schemas"][name]["properties"]["grace"];
+        assert!(
+            grace["description"].as_str().unwrap().contains("\"0s\""),
+            "{grace}"
+        );
+        let view = &json["components"]["schemas"]["TenantView"]["properties"];
+        assert!(view["previous_signing_secret_expires_at"].is_object());
+        for status in ["400", "401", "404", "412", "413", "415", "422", "503"] {
+            assert!(rotate["responses"][status].is_object(), "{status}");
+        }
+    }
+
+    #[test]
     fn the_rate_limit_route_takes_either_credential_and_documents_the_bounds() {
         use crate::tenants::rate_limit::{MAX_EVENTS_PER_SECOND, MIN_EVENTS_PER_SECOND};
 

@@ -2,6 +2,7 @@
 //! (its API key).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -18,13 +19,15 @@ use super::auth::{
     require_token,
 };
 use super::model::{
-    CreateTenant, CreatedTenant, IssuedApiKey, IssuedSigningSecret, SetEvents, SetPublicKey,
-    SetRateLimit, SetUrl, TenantView, validate_record,
+    CreateTenant, CreatedTenant, IssuedApiKey, IssuedSigningSecret, RotateSigningSecret, SetEvents,
+    SetPublicKey, SetRateLimit, SetUrl, TenantView, validate_record,
 };
 use super::records::{StoredRecord, Version};
-use super::{ApiError, AppState, MAX_BODY_BYTES, check_if_match, read_json};
+use super::{ApiError, AppState, MAX_BODY_BYTES, check_if_match, read_json, read_optional_json};
 use crate::crypto::SigningSecret;
-use crate::tenants::record::validate_id;
+use crate::tenants::record::{
+    DEFAULT_SIGNING_SECRET_GRACE, previous_signing_secret_expiry, validate_id,
+};
 
 /// The `{id}` of a tenant route. An id that cannot exist is a tenant that
 /// does not exist.
@@ -379,12 +382,20 @@ pub async fn set_rate_limit(put: FieldPut) -> Result<UpdatedTenant, ApiError> {
 }
 
 /// Replace the signing secret; the new one is shown once.
+///
+/// The replaced secret keeps signing for a grace period (24 hours unless
+/// the body says otherwise): until then every delivery carries two `v1,`
+/// signatures in `webhook-signature`, the new secret's first, so that a
+/// receiver that knows either accepts it while it switches to the new one.
+/// A rotation during the grace period of an earlier one drops the secret
+/// that one replaced. The body is optional.
 #[utoipa::path(
     post,
     path = "/v1/tenants/{id}/signing-secret",
     tag = "tenant",
     security(("api_key" = [])),
     params(TenantId, IfMatch),
+    request_body(content = Option<RotateSigningSecret>, content_type = "application/json"),
     responses(
         (status = 200, description = "The new secret, shown only in this answer", body = IssuedSigningSecret,
          headers(("ETag" = String, description = "The record version"))),
@@ -394,13 +405,27 @@ pub async fn rotate_signing_secret(
     State(app): State<AppState>,
     TenantId(id): TenantId,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    // The credentials first, so that a key of another tenant gets the same
+    // 404 whatever it sends.
+    Writers::Tenant.check(&app, &headers, &id)?;
+    let request: RotateSigningSecret = read_optional_json(&headers, body, MAX_BODY_BYTES)
+        .await?
+        .unwrap_or_default();
+    let grace = request.grace.unwrap_or(DEFAULT_SIGNING_SECRET_GRACE);
+    let expires_at = previous_signing_secret_expiry(SystemTime::now(), grace)
+        .map_err(|e| ApiError::Invalid(format!("grace: {e}")))?;
     let secret = SigningSecret::generate().to_whsec();
     let (version, fields) = update(&app, &id, &headers, Writers::Tenant, |fields| {
-        fields.insert("signing_secret".into(), secret.expose_secret().into());
+        rotate_secret_fields(fields, secret.expose_secret(), expires_at);
     })
     .await?;
-    tracing::info!(tenant = %id, "tenant signing secret rotated");
+    tracing::info!(
+        tenant = %id,
+        grace = %humantime::format_duration(grace),
+        "tenant signing secret rotated"
+    );
     Ok(with_etag(
         StatusCode::OK,
         &version.etag(),
@@ -409,6 +434,27 @@ pub async fn rotate_signing_secret(
             tenant: view(&id, fields, version),
         },
     ))
+}
+
+/// Puts `new` in place of the record's signing secret, and keeps the
+/// replaced one as the previous secret until `expires_at` (`None`: not
+/// kept). A replaced secret that does not parse is not kept: it could not
+/// sign, and would make the record invalid.
+fn rotate_secret_fields(fields: &mut Map<String, Value>, new: &str, expires_at: Option<String>) {
+    let replaced = fields.insert("signing_secret".into(), new.into());
+    fields.remove("previous_signing_secret");
+    fields.remove("previous_signing_secret_expires_at");
+    let replaced = replaced
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|text| SigningSecret::parse(text).is_ok());
+    if let (Some(replaced), Some(expires_at)) = (replaced, expires_at) {
+        fields.insert("previous_signing_secret".into(), replaced.into());
+        fields.insert(
+            "previous_signing_secret_expires_at".into(),
+            expires_at.into(),
+        );
+    }
 }
 
 /// Who may change a field of a tenant's record.
@@ -521,4 +567,58 @@ async fn update(
     validate_record(id, &fields, app.settings.allow_private_destinations)?;
     let version = app.write(id, Some(&fields)).await?;
     Ok((version, fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OLDER: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const NEW: &str = "whsec_ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+    fn fields(value: Value) -> Map<String, Value> {
+        let Value::Object(fields) = value else {
+            panic!("not an object")
+        };
+        fields
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_replaced_secret_until_the_expiry() {
+        let mut record = fields(json!({"url": "u", "signing_secret": OLD}));
+        rotate_secret_fields(&mut record, NEW, Some("2026-11-29T10:00:00.000Z".into()));
+        assert_eq!(
+            Value::Object(record),
+            json!({"url": "u", "signing_secret": NEW, "previous_signing_secret": OLD,
+                   "previous_signing_secret_expires_at": "2026-11-29T10:00:00.000Z"})
+        );
+    }
+
+    #[test]
+    fn a_rotation_without_grace_or_during_another_one_keeps_only_the_last_replaced_secret() {
+        let during = json!({"signing_secret": OLD, "previous_signing_secret": OLDER,
+                            "previous_signing_secret_expires_at": "2026-11-29T10:00:00.000Z"});
+        let mut record = fields(during.clone());
+        rotate_secret_fields(&mut record, NEW, None);
+        assert_eq!(Value::Object(record), json!({"signing_secret": NEW}));
+        let mut record = fields(during);
+        rotate_secret_fields(&mut record, NEW, Some("2026-11-30T00:00:00.000Z".into()));
+        assert_eq!(record["previous_signing_secret"], OLD);
+        assert_eq!(
+            record["previous_signing_secret_expires_at"],
+            "2026-11-30T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_first_secret_or_a_broken_one_leaves_no_previous_secret() {
+        for before in [json!({}), json!({"signing_secret": "not a secret"})] {
+            let mut record = fields(before);
+            rotate_secret_fields(&mut record, NEW, Some("2026-11-29T10:00:00.000Z".into()));
+            assert_eq!(Value::Object(record), json!({"signing_secret": NEW}));
+        }
+    }
 }

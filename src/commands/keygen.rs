@@ -121,6 +121,7 @@ mod tests {
 
     use super::*;
     use crate::crypto::PublicKey;
+    use crate::crypto::SigningSecret;
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -187,14 +188,31 @@ mod tests {
     /// otherwise; either way the request is checked to open here first.
     #[test]
     fn emits_interop_fixtures() {
+        write_interop_fixture("HOOKLINE_INTEROP_DIR", &[SigningSecret::generate()]);
+    }
+
+    /// The same during a signing-secret rotation: the request carries two
+    /// `v1` signatures, the new secret's and the old one's, and the fixture
+    /// lists both secrets (`secrets`, new first); each must verify it alone.
+    /// Into `$HOOKLINE_INTEROP_ROTATION_DIR` when set.
+    #[test]
+    fn emits_rotation_interop_fixtures() {
+        let secrets = [SigningSecret::generate(), SigningSecret::generate()];
+        write_interop_fixture("HOOKLINE_INTEROP_ROTATION_DIR", &secrets);
+    }
+
+    /// Writes a key pair and a request signed with every one of `secrets`
+    /// into the directory named by the environment variable `variable`, and
+    /// checks that a receiver knowing any single one of them opens it.
+    fn write_interop_fixture(variable: &str, secrets: &[SigningSecret]) {
         use std::time::SystemTime;
 
         use crate::crypto::jwe;
-        use crate::crypto::signature::{SigningSecret, unix_seconds};
+        use crate::crypto::signature::{sign_all, unix_seconds};
         use crate::receiver::{Receiver, WebhookHeaders};
 
         let temp = tempfile::tempdir().unwrap();
-        let dir = std::env::var_os("HOOKLINE_INTEROP_DIR")
+        let dir = std::env::var_os(variable)
             .map(PathBuf::from)
             .unwrap_or_else(|| temp.path().to_owned());
         let files = write_key_pair(&dir.join("keys"), 2048, true).unwrap();
@@ -215,16 +233,21 @@ mod tests {
             &serde_json::to_vec(&plaintext).unwrap(),
         )
         .unwrap();
-        let secret = SigningSecret::generate();
         let now = SystemTime::now();
         let timestamp = unix_seconds(now);
-        let signature = secret.sign(id, timestamp, &body);
+        let signature = sign_all(secrets, id, timestamp, &body).unwrap();
+        assert_eq!(signature.split(' ').count(), secrets.len());
+        let whsecs: Vec<String> = secrets
+            .iter()
+            .map(|s| s.to_whsec().expose_secret().to_string())
+            .collect();
         let request = serde_json::json!({
             "webhook-id": id,
             "webhook-timestamp": timestamp.to_string(),
             "webhook-signature": signature,
             "content-type": jwe::CONTENT_TYPE,
-            "secret": secret.to_whsec().expose_secret(),
+            "secret": whsecs[0],
+            "secrets": whsecs,
             "kid": files.thumbprint,
             "plaintext": plaintext,
         });
@@ -235,7 +258,6 @@ mod tests {
         )
         .unwrap();
 
-        let receiver = Receiver::new([private].into_iter().collect(), Some(secret));
         let timestamp = timestamp.to_string();
         let headers = WebhookHeaders {
             id: Some(id),
@@ -243,7 +265,13 @@ mod tests {
             signature: Some(&signature),
             content_type: Some(jwe::CONTENT_TYPE),
         };
-        let delivery = receiver.receive(&headers, &body, now).unwrap();
-        assert_eq!(delivery.data, plaintext["data"]);
+        for secret in secrets {
+            let receiver = Receiver::new(
+                [private.clone()].into_iter().collect(),
+                Some(secret.clone()),
+            );
+            let delivery = receiver.receive(&headers, &body, now).unwrap();
+            assert_eq!(delivery.data, plaintext["data"]);
+        }
     }
 }

@@ -25,10 +25,12 @@ use crate::telemetry;
 /// Runs `hookline receive` until SIGINT or SIGTERM.
 pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
     telemetry::init_logging(LogFormat::Text);
-    let receiver = load_receiver(
-        &args.private_keys,
-        args.signing_secret.as_ref().map(|s| s.expose_secret()),
-    )?;
+    let secrets: Vec<&str> = args
+        .signing_secrets
+        .iter()
+        .map(|s| s.expose_secret())
+        .collect();
+    let receiver = load_receiver(&args.private_keys, &secrets)?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -53,9 +55,9 @@ pub async fn run(args: ReceiveArgs) -> Result<ExitCode> {
 }
 
 /// Builds the receiver from private key files, each under the `kid` given
-/// with it (a tenant's custom `key_id`) or else under its thumbprint, and an
-/// optional `whsec_…` secret.
-fn load_receiver(private_keys: &[PrivateKeyArg], secret: Option<&str>) -> Result<Receiver> {
+/// with it (a tenant's custom `key_id`) or else under its thumbprint, and
+/// the `whsec_…` secrets (several during a rotation; none for testing).
+fn load_receiver(private_keys: &[PrivateKeyArg], secrets: &[&str]) -> Result<Receiver> {
     let mut keys = KeyRing::new();
     for PrivateKeyArg { kid, path } in private_keys {
         let text = std::fs::read_to_string(path)
@@ -71,17 +73,22 @@ fn load_receiver(private_keys: &[PrivateKeyArg], secret: Option<&str>) -> Result
         };
         tracing::info!(kid, path = %path.display(), "loaded private key");
     }
-    let secret = match secret {
-        Some(text) => Some(SigningSecret::parse(text).context("invalid --signing-secret")?),
-        None => {
-            tracing::warn!(
-                "no --signing-secret (or HOOKLINE_SIGNING_SECRET): signatures are NOT verified and anyone can forge \
-                 deliveries; use this for testing only"
-            );
-            None
-        }
-    };
-    Ok(Receiver::new(keys, secret))
+    let secrets = secrets
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            // The position names the bad one without showing any secret.
+            SigningSecret::parse(text)
+                .with_context(|| format!("invalid --signing-secret (number {})", index + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if secrets.is_empty() {
+        tracing::warn!(
+            "no --signing-secret (or HOOKLINE_SIGNING_SECRET): signatures are NOT verified and anyone can forge \
+             deliveries; use this for testing only"
+        );
+    }
+    Ok(Receiver::with_secrets(keys, secrets))
 }
 
 #[cfg(test)]
@@ -98,7 +105,7 @@ mod tests {
 
     /// The receiver for key files given as plain paths, as `--private-key
     /// FILE` gives them.
-    fn load_paths(paths: &[&Path], secret: Option<&str>) -> Result<Receiver> {
+    fn load_paths(paths: &[&Path], secrets: &[&str]) -> Result<Receiver> {
         let keys: Vec<PrivateKeyArg> = paths
             .iter()
             .map(|path| PrivateKeyArg {
@@ -106,7 +113,7 @@ mod tests {
                 path: path.to_path_buf(),
             })
             .collect();
-        load_receiver(&keys, secret)
+        load_receiver(&keys, secrets)
     }
 
     #[tokio::test]
@@ -117,7 +124,7 @@ mod tests {
         let arg: PrivateKeyArg = format!("2026-11={}", files.private.display())
             .parse()
             .unwrap();
-        let receiver = load_receiver(&[arg], Some(SECRET)).unwrap();
+        let receiver = load_receiver(&[arg], &[SECRET]).unwrap();
         assert_eq!(receiver.keys.kids().collect::<Vec<_>>(), ["2026-11"]);
 
         let plaintext = serde_json::json!({
@@ -150,7 +157,7 @@ mod tests {
     fn refuses_unreadable_or_invalid_keys_and_secrets_naming_them() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        let err = load_paths(&[&missing], None).unwrap_err();
+        let err = load_paths(&[&missing], &[]).unwrap_err();
         assert!(format!("{err:#}").contains("missing.pem"), "{err:#}");
 
         let public = dir.path().join("public.pem");
@@ -162,7 +169,7 @@ mod tests {
                 .to_spki_pem(),
         )
         .unwrap();
-        let err = load_paths(&[&public], None).unwrap_err();
+        let err = load_paths(&[&public], &[]).unwrap_err();
         let message = format!("{err:#}");
         assert!(
             message.contains("public.pem") && message.contains("PRIVATE KEY"),
@@ -171,7 +178,14 @@ mod tests {
 
         let files =
             super::super::keygen::write_key_pair(&dir.path().join("k"), 2048, false).unwrap();
-        let err = load_paths(&[&files.private], Some("secret")).unwrap_err();
+        let err = load_paths(&[&files.private], &["secret"]).unwrap_err();
         assert!(format!("{err:#}").contains("--signing-secret"), "{err:#}");
+        let err =
+            load_paths(&[&files.private], &[SECRET, "whsec_MfKQ9r8GKYqrTwjUPD8"]).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("--signing-secret (number 2)"), "{message}");
+        assert!(!message.contains("MfKQ9r8G"), "{message}");
+        let both = load_paths(&[&files.private], &[SECRET, SECRET]).unwrap();
+        assert_eq!(both.secrets.len(), 2);
     }
 }

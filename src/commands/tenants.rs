@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
@@ -16,11 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{TenantPutArgs, TenantResumeArgs, TenantsCommand};
 use crate::config::Config;
 use crate::crypto::SigningSecret;
+use crate::events::timestamp::format_system_time;
 use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader};
 use crate::recovery::{self, ReplayTopics, ResumeProgress};
 use crate::tenants::edit::{self, Edited};
 use crate::tenants::pattern::Pattern;
+use crate::tenants::record::previous_signing_secret_expiry;
 use crate::tenants::sync;
 use crate::tenants::{RateLimit, Tenant, TenantEntry, TenantRecord, TenantTable};
 
@@ -103,11 +105,22 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         (Some(secret), _) => Some(secret.to_whsec().expose_secret().to_string()),
         (None, given) => given,
     };
+    let previous_signing_secret_expires_at = match &args.previous_signing_secret {
+        Some(_) => previous_signing_secret_expiry(SystemTime::now(), args.grace)
+            .with_context(|| format!("tenant `{}`: --grace", args.id))?,
+        None => None,
+    };
+    // A zero grace drops the previous secret at once: nothing to store.
+    let previous_signing_secret = args
+        .previous_signing_secret
+        .filter(|_| previous_signing_secret_expires_at.is_some());
     let record = TenantRecord {
         url: args.url,
         public_key,
         key_id: args.key_id,
         signing_secret,
+        previous_signing_secret,
+        previous_signing_secret_expires_at,
         events: args.events,
         enabled: !args.disabled,
         suspended: false,
@@ -142,6 +155,13 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
             |limit| format!("at most {limit}")
         ),
     )?;
+    if let Some(previous) = &tenant.previous_signing_secret {
+        writeln!(
+            out,
+            "the previous signing secret signs too until {}",
+            format_system_time(previous.expires_at).unwrap_or_default()
+        )?;
+    }
     if let Some(secret) = generated {
         writeln!(
             out,
@@ -251,6 +271,11 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
             "public_key": t.public_key().to_spki_pem(),
             "events": t.events.as_ref().map(|e| e.iter().map(Pattern::as_str).collect::<Vec<_>>()),
             "signing_secret": t.signing_secret.as_ref().map(|_| "<set>"),
+            "previous_signing_secret": t.previous_signing_secret.as_ref().map(|_| "<set>"),
+            "previous_signing_secret_expires_at": t
+                .previous_signing_secret
+                .as_ref()
+                .and_then(|p| format_system_time(p.expires_at)),
             "api_key": t.api_key_sha256.as_ref().map(|_| "<set>"),
             "rate_limit": t.rate_limit.map(RateLimit::per_second),
         }),

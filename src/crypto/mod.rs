@@ -9,7 +9,8 @@
 //! - [`PublicKey`] / [`PrivateKey`]: RSA keys, parsed and prepared once.
 //! - [`jwe`]: `RSA-OAEP-256` + `A256GCM` in the flattened JSON serialization.
 //! - [`KeyRing`]: private keys by `kid`, for decryption across rotations.
-//! - [`SigningSecret`]: Standard Webhooks `v1` signatures.
+//! - [`SigningSecret`]: Standard Webhooks `v1` signatures; [`sign_all`] and
+//!   [`verify_any`] for several secrets during a rotation.
 
 pub mod jwe;
 mod keyring;
@@ -23,4 +24,4 @@ pub(crate) mod test_keys;
 pub use keyring::KeyRing;
 pub use keys::{KeyError, MAX_RSA_BITS, MIN_RSA_BITS, PrivateKey, PublicKey};
 pub use primitives::{constant_time_eq, fill_random, sha256, sha256_hex};
-pub use signature::{SecretError, SigningSecret, VerifyError};
+pub use signature::{SecretError, SigningSecret, VerifyError, sign_all, verify_any};

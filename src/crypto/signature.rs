@@ -165,36 +165,15 @@ impl SigningSecret {
         now: SystemTime,
         tolerance: Duration,
     ) -> Result<(), VerifyError> {
-        let timestamp_header = timestamp_header.trim();
-        let timestamp: i64 = timestamp_header
-            .parse()
-            .map_err(|_| VerifyError::InvalidTimestamp)?;
-        check_tolerance(timestamp, now, tolerance)?;
-
-        // The timestamp is signed as it was sent, so "0123" would not verify
-        // as "123"; hash the header's own bytes.
-        let expected = self.tag(msg_id, timestamp_header.as_bytes(), body);
-        let mut seen_v1 = false;
-        let mut matched = false;
-        for candidate in signature_header.split_ascii_whitespace() {
-            let Some((version, encoded)) = candidate.split_once(',') else {
-                continue;
-            };
-            if version != SIGNATURE_VERSION {
-                continue;
-            }
-            seen_v1 = true;
-            // Every candidate is checked, even after a match, so that the
-            // time taken does not reveal which one matched.
-            if let Ok(signature) = STANDARD.decode(encoded) {
-                matched |= constant_time_eq(&signature, expected.as_ref());
-            }
-        }
-        match (matched, seen_v1) {
-            (true, _) => Ok(()),
-            (false, false) => Err(VerifyError::NoSignature),
-            (false, true) => Err(VerifyError::Mismatch),
-        }
+        verify_any(
+            std::slice::from_ref(self),
+            msg_id,
+            timestamp_header,
+            signature_header,
+            body,
+            now,
+            tolerance,
+        )
     }
 
     fn tag(&self, msg_id: &str, timestamp: &[u8], body: &[u8]) -> hmac::Tag {
@@ -206,6 +185,81 @@ impl SigningSecret {
         context.update(b".");
         context.update(body);
         context.sign()
+    }
+}
+
+/// The `webhook-signature` value for a message signed with each of
+/// `secrets`, in their order: `v1,<a> v1,<b>`. During a rotation a sender
+/// signs with the new secret and the previous one, so that a receiver that
+/// knows either accepts the message. `None` when there is no secret.
+pub fn sign_all<'a>(
+    secrets: impl IntoIterator<Item = &'a SigningSecret>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Option<String> {
+    let mut header: Option<String> = None;
+    for secret in secrets {
+        let signature = secret.sign(msg_id, timestamp, body);
+        match &mut header {
+            None => header = Some(signature),
+            Some(header) => {
+                header.push(' ');
+                header.push_str(&signature);
+            }
+        }
+    }
+    header
+}
+
+/// Verifies a received message against several secrets (a receiver that
+/// rotates its secret knows the old and the new one for a while): the
+/// timestamp must lie within `tolerance` of `now`, and at least one `v1`
+/// signature of `signature_header` must match at least one secret. Every
+/// signature is compared with every secret, in constant time and without
+/// stopping at a match, so the time taken reveals neither which signature
+/// nor which secret matched. No secret at all verifies nothing.
+pub fn verify_any(
+    secrets: &[SigningSecret],
+    msg_id: &str,
+    timestamp_header: &str,
+    signature_header: &str,
+    body: &[u8],
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<(), VerifyError> {
+    let timestamp_header = timestamp_header.trim();
+    let timestamp: i64 = timestamp_header
+        .parse()
+        .map_err(|_| VerifyError::InvalidTimestamp)?;
+    check_tolerance(timestamp, now, tolerance)?;
+
+    // The timestamp is signed as it was sent, so "0123" would not verify
+    // as "123"; hash the header's own bytes.
+    let expected: Vec<hmac::Tag> = secrets
+        .iter()
+        .map(|secret| secret.tag(msg_id, timestamp_header.as_bytes(), body))
+        .collect();
+    let mut seen_v1 = false;
+    let mut matched = false;
+    for candidate in signature_header.split_ascii_whitespace() {
+        let Some((version, encoded)) = candidate.split_once(',') else {
+            continue;
+        };
+        if version != SIGNATURE_VERSION {
+            continue;
+        }
+        seen_v1 = true;
+        if let Ok(signature) = STANDARD.decode(encoded) {
+            for tag in &expected {
+                matched |= constant_time_eq(&signature, tag.as_ref());
+            }
+        }
+    }
+    match (matched, seen_v1) {
+        (true, _) => Ok(()),
+        (false, false) => Err(VerifyError::NoSignature),
+        (false, true) => Err(VerifyError::Mismatch),
     }
 }
 
@@ -311,6 +365,58 @@ mod tests {
         verify_spec(&header, SPEC_BODY, SPEC_TIMESTAMP).unwrap();
         let header = format!("{SPEC_SIGNATURE} {other}");
         verify_spec(&header, SPEC_BODY, SPEC_TIMESTAMP).unwrap();
+    }
+
+    #[test]
+    fn signs_with_every_secret_in_order_separated_by_spaces() {
+        let new = SigningSecret::generate();
+        let old = spec_secret();
+        let header = sign_all([&new, &old], SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY).unwrap();
+        let new_signature = new.sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY);
+        assert_eq!(header, format!("{new_signature} {SPEC_SIGNATURE}"));
+        // A receiver that knows only one of the two secrets accepts it.
+        verify_spec(&header, SPEC_BODY, SPEC_TIMESTAMP).unwrap();
+        new.verify(
+            SPEC_ID,
+            &SPEC_TIMESTAMP.to_string(),
+            &header,
+            SPEC_BODY,
+            at(SPEC_TIMESTAMP),
+            DEFAULT_TOLERANCE,
+        )
+        .unwrap();
+        assert_eq!(
+            sign_all([&old], SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY).as_deref(),
+            Some(SPEC_SIGNATURE)
+        );
+        assert_eq!(sign_all([], SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY), None);
+    }
+
+    #[test]
+    fn verifies_against_any_of_several_secrets() {
+        let verify = |secrets: &[SigningSecret], header: &str| {
+            verify_any(
+                secrets,
+                SPEC_ID,
+                &SPEC_TIMESTAMP.to_string(),
+                header,
+                SPEC_BODY,
+                at(SPEC_TIMESTAMP),
+                DEFAULT_TOLERANCE,
+            )
+        };
+        let unrelated = SigningSecret::generate();
+        verify(&[unrelated.clone(), spec_secret()], SPEC_SIGNATURE).unwrap();
+        verify(&[spec_secret(), unrelated.clone()], SPEC_SIGNATURE).unwrap();
+        let err = verify(
+            &[unrelated.clone(), SigningSecret::generate()],
+            SPEC_SIGNATURE,
+        );
+        assert!(matches!(err, Err(VerifyError::Mismatch)), "{err:?}");
+        let err = verify(&[], SPEC_SIGNATURE);
+        assert!(matches!(err, Err(VerifyError::Mismatch)), "{err:?}");
+        let err = verify(&[unrelated], "v1a,abc");
+        assert!(matches!(err, Err(VerifyError::NoSignature)), "{err:?}");
     }
 
     #[test]

@@ -267,10 +267,9 @@ impl Pipeline {
             let outcome = match tenant.recipient.encrypt(&plaintext) {
                 Ok(body) => {
                     let timestamp = unix_seconds(started);
-                    let signature = tenant
-                        .signing_secret
-                        .as_ref()
-                        .map(|secret| secret.sign(&event.id, timestamp, &body));
+                    // During a rotation the previous secret signs too, until
+                    // its expiry: decided by the clock of this attempt.
+                    let signature = tenant.signature(&event.id, timestamp, &body, started);
                     let request = WebhookRequest {
                         url: &tenant.url,
                         webhook_id: &event.id,

@@ -607,6 +607,8 @@ async fn register_tenants(
             public_key,
             key_id: None,
             signing_secret: Some(secret.to_whsec().expose_secret().to_string()),
+            previous_signing_secret: None,
+            previous_signing_secret_expires_at: None,
             events: (tenant.role == Role::PartiallySubscribed)
                 .then(|| vec![PARTIAL_SUBSCRIPTION.to_string()]),
             enabled: tenant.role != Role::Disabled,

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::jwe::{self, JweError};
 use crate::crypto::signature::DEFAULT_TOLERANCE;
-use crate::crypto::{KeyRing, SigningSecret, VerifyError};
+use crate::crypto::{KeyRing, SigningSecret, VerifyError, verify_any};
 use crate::error::error_chain;
 
 /// The header carrying the stable message id.
@@ -56,10 +56,12 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub struct Receiver {
     /// The private keys by `kid`; several during a key rotation.
     pub keys: KeyRing,
-    /// The tenant's signing secret. `None` skips signature and timestamp
-    /// verification entirely: use it for local testing only, since anyone
+    /// The tenant's signing secrets: a request is accepted when any of its
+    /// `v1` signatures matches any of them (several while the tenant
+    /// rotates its secret). None at all skips signature and timestamp
+    /// verification entirely: use that for local testing only, since anyone
     /// who knows the public key can then forge deliveries.
-    pub secret: Option<SigningSecret>,
+    pub secrets: Vec<SigningSecret>,
     /// How far `webhook-timestamp` may be from the receiver's clock, in either
     /// direction (default 5 minutes, as the specification recommends).
     pub tolerance: Duration,
@@ -171,11 +173,19 @@ impl Rejection {
 }
 
 impl Receiver {
-    /// A receiver with the default 5-minute tolerance.
+    /// A receiver with one signing secret (or none) and the default
+    /// 5-minute tolerance.
     pub fn new(keys: KeyRing, secret: Option<SigningSecret>) -> Receiver {
+        Receiver::with_secrets(keys, secret.into_iter().collect())
+    }
+
+    /// A receiver that accepts a signature made with any of `secrets` (the
+    /// old and the new one while they are rotated), with the default
+    /// 5-minute tolerance.
+    pub fn with_secrets(keys: KeyRing, secrets: Vec<SigningSecret>) -> Receiver {
         Receiver {
             keys,
-            secret,
+            secrets,
             tolerance: DEFAULT_TOLERANCE,
         }
     }
@@ -189,8 +199,8 @@ impl Receiver {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Delivery, Rejection> {
-        let id = match (&self.secret, headers.id) {
-            (Some(secret), id) => {
+        let id = match (self.secrets.is_empty(), headers.id) {
+            (false, id) => {
                 let id = id.ok_or(Rejection::MissingAuthentication(HEADER_ID))?;
                 let timestamp = headers
                     .timestamp
@@ -198,10 +208,18 @@ impl Receiver {
                 let signature = headers
                     .signature
                     .ok_or(Rejection::MissingAuthentication(HEADER_SIGNATURE))?;
-                secret.verify(id, timestamp, signature, body, now, self.tolerance)?;
+                verify_any(
+                    &self.secrets,
+                    id,
+                    timestamp,
+                    signature,
+                    body,
+                    now,
+                    self.tolerance,
+                )?;
                 id
             }
-            (None, id) => id.ok_or(Rejection::MissingHeader(HEADER_ID))?,
+            (true, id) => id.ok_or(Rejection::MissingHeader(HEADER_ID))?,
         };
 
         check_content_type(headers.content_type)?;

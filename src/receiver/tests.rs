@@ -94,6 +94,31 @@ fn accepts_a_signed_encrypted_delivery() {
 }
 
 #[test]
+fn a_receiver_with_several_secrets_accepts_a_signature_by_any_of_them() {
+    let keys = || -> KeyRing { [key()].into_iter().collect() };
+    let old = SigningSecret::parse(SECRET).unwrap();
+    let new = SigningSecret::generate();
+    let both = Receiver::with_secrets(keys(), vec![new.clone(), old.clone()]);
+    // Signed with the old secret only (a sender not rotated yet).
+    Request::valid().send(&both).unwrap();
+    // Signed with the new secret only (a sender past its grace period).
+    let mut request = Request::valid();
+    request.signature = new.sign(ID, NOW, &request.body);
+    request.send(&both).unwrap();
+    // A receiver that knows neither refuses both.
+    let stranger = Receiver::with_secrets(keys(), vec![SigningSecret::generate()]);
+    let rejection = request.send(&stranger).unwrap_err();
+    assert!(
+        matches!(rejection, Rejection::Signature(VerifyError::Mismatch)),
+        "{rejection:?}"
+    );
+    // Both signatures in one header (a sender during its grace period):
+    // a receiver with only the old secret accepts it too.
+    request.signature = format!("{} {}", request.signature, old.sign(ID, NOW, &request.body));
+    request.send(&receiver()).unwrap();
+}
+
+#[test]
 fn a_tampered_body_fails_the_signature_not_the_decryption() {
     let mut request = Request::valid();
     // Flip one character inside the ciphertext: decryption would fail too,
@@ -261,7 +286,7 @@ fn an_unknown_kid_is_named_in_the_reason() {
 #[test]
 fn without_a_secret_signatures_are_not_checked() {
     let mut receiver = receiver();
-    receiver.secret = None;
+    receiver.secrets.clear();
     let mut request = Request::valid();
     request.signature = "v1,bm90IGEgc2lnbmF0dXJl".into();
     request.timestamp = "0".into();

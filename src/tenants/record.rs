@@ -3,13 +3,18 @@
 //! prepared, patterns compiled, rate limit checked. This happens once per
 //! record version, never per delivered event.
 
+use std::time::{Duration, SystemTime};
+
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use crate::crypto::jwe::Recipient;
 use crate::crypto::{KeyError, PublicKey, SigningSecret};
+use crate::events::timestamp::format_system_time;
 use crate::tenants::pattern::{Pattern, PatternError};
 use crate::tenants::rate_limit::{RateLimit, RateLimitError};
 
@@ -34,6 +39,18 @@ pub struct TenantRecord {
     pub key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<String>,
+    /// The signing secret that a rotation replaced (`whsec_…`). Until
+    /// `previous_signing_secret_expires_at`, every request is signed with
+    /// it too, after the current one, so that the tenant's receiver can
+    /// switch to the new secret in its own time. Needs `signing_secret` and
+    /// the expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret: Option<String>,
+    /// When `previous_signing_secret` stops signing: RFC 3339, e.g.
+    /// `2026-11-29T10:00:00Z`. A past expiry is valid (the previous secret
+    /// is then simply no longer used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret_expires_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<String>>,
     #[serde(default = "enabled_by_default")]
@@ -103,12 +120,24 @@ pub enum TenantError {
     KeyId,
     #[error("signing_secret: {0}")]
     SigningSecret(String),
+    #[error("previous_signing_secret: {0}")]
+    PreviousSigningSecret(String),
+    #[error("previous_signing_secret_expires_at: {0}")]
+    PreviousSigningSecretExpiresAt(String),
     #[error("events: {0}")]
     Events(#[source] PatternError),
     #[error("api_key_sha256: must be 64 hexadecimal characters")]
     ApiKeyHash,
     #[error("rate_limit: {0}")]
     RateLimit(#[source] RateLimitError),
+}
+
+/// The signing secret a rotation replaced, and when it stops signing.
+#[derive(Debug, Clone)]
+pub struct PreviousSigningSecret {
+    pub secret: SigningSecret,
+    /// The first instant at which it no longer signs.
+    pub expires_at: SystemTime,
 }
 
 /// A validated tenant, prepared for delivery.
@@ -122,6 +151,8 @@ pub struct Tenant {
     /// [`Tenant::key_id`] read them from here rather than from copies.
     pub recipient: Recipient,
     pub signing_secret: Option<SigningSecret>,
+    /// The secret a rotation replaced, signing too until its expiry.
+    pub previous_signing_secret: Option<PreviousSigningSecret>,
     /// Event-type patterns; `None` subscribes to every event.
     pub events: Option<Vec<Pattern>>,
     pub enabled: bool,
@@ -147,6 +178,30 @@ impl Tenant {
     /// thumbprint.
     pub fn key_id(&self) -> &str {
         self.recipient.kid()
+    }
+
+    /// The secrets that sign a request made at `now`: the current one, then
+    /// the previous one while `now` is before its expiry.
+    pub fn signing_secrets(&self, now: SystemTime) -> impl Iterator<Item = &SigningSecret> {
+        let previous = self
+            .previous_signing_secret
+            .as_ref()
+            .filter(|previous| now < previous.expires_at)
+            .map(|previous| &previous.secret);
+        self.signing_secret.iter().chain(previous)
+    }
+
+    /// The `webhook-signature` of a request made at `now`: one `v1,`
+    /// signature per secret of [`Tenant::signing_secrets`], space-separated;
+    /// `None` when the tenant has no signing secret.
+    pub fn signature(
+        &self,
+        msg_id: &str,
+        timestamp: i64,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Option<String> {
+        crate::crypto::sign_all(self.signing_secrets(now), msg_id, timestamp, body)
     }
 
     /// Parses and validates a record value read from the topic.
@@ -183,6 +238,7 @@ impl Tenant {
             .map(SigningSecret::parse)
             .transpose()
             .map_err(|e| TenantError::SigningSecret(e.to_string()))?;
+        let previous_signing_secret = validate_previous_signing_secret(&record)?;
         let events = record
             .events
             .as_ref()
@@ -209,6 +265,7 @@ impl Tenant {
             url,
             recipient: Recipient::new(public_key, key_id),
             signing_secret,
+            previous_signing_secret,
             events,
             enabled: record.enabled,
             suspended: record.suspended,
@@ -224,6 +281,70 @@ impl Tenant {
             Some(patterns) => patterns.iter().any(|p| p.matches(event_type)),
         }
     }
+}
+
+/// How long a signing secret replaced by a rotation keeps signing, unless
+/// the rotation says otherwise.
+pub const DEFAULT_SIGNING_SECRET_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The `previous_signing_secret_expires_at` of a rotation made at `now`
+/// that keeps the previous secret for `grace`: `None` for a zero grace (the
+/// previous secret is dropped at once).
+pub fn previous_signing_secret_expiry(
+    now: SystemTime,
+    grace: Duration,
+) -> Result<Option<String>, TenantError> {
+    if grace.is_zero() {
+        return Ok(None);
+    }
+    now.checked_add(grace)
+        .and_then(format_system_time)
+        .map(Some)
+        .ok_or_else(|| {
+            TenantError::PreviousSigningSecretExpiresAt(format!(
+                "a grace of {} ends after the year 9999",
+                humantime::format_duration(grace)
+            ))
+        })
+}
+
+/// Checks the previous signing secret of a rotation and its expiry: both
+/// or neither, and only next to a current secret.
+fn validate_previous_signing_secret(
+    record: &TenantRecord,
+) -> Result<Option<PreviousSigningSecret>, TenantError> {
+    let (secret, expires_at) = match (
+        &record.previous_signing_secret,
+        &record.previous_signing_secret_expires_at,
+    ) {
+        (None, None) => return Ok(None),
+        (Some(secret), Some(expires_at)) => (secret, expires_at),
+        (Some(_), None) => {
+            return Err(TenantError::PreviousSigningSecretExpiresAt(
+                "required with previous_signing_secret".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(TenantError::PreviousSigningSecretExpiresAt(
+                "set without previous_signing_secret".into(),
+            ));
+        }
+    };
+    if record.signing_secret.is_none() {
+        return Err(TenantError::PreviousSigningSecret(
+            "set without a signing_secret".into(),
+        ));
+    }
+    let secret = SigningSecret::parse(secret)
+        .map_err(|e| TenantError::PreviousSigningSecret(e.to_string()))?;
+    let expires_at = OffsetDateTime::parse(expires_at, &Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|_| {
+            TenantError::PreviousSigningSecretExpiresAt(format!(
+                "`{expires_at}` is not an RFC 3339 date and time"
+            ))
+        })?;
+    Ok(Some(PreviousSigningSecret { secret, expires_at }))
 }
 
 /// Checks a tenant id (the record key of its events and of its record).
@@ -267,7 +388,6 @@ mod tests {
     use super::*;
     use crate::crypto::test_keys;
     use proptest::prelude::*;
-    use std::time::Duration;
 
     fn record(url: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
@@ -383,6 +503,145 @@ mod tests {
         let written = serde_json::to_vec(&record).unwrap();
         let read: TenantRecord = serde_json::from_slice(&written).unwrap();
         assert_eq!(read.rate_limit, Some(0.5));
+    }
+
+    const CURRENT: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const PREVIOUS: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn record_with_secrets(fields: serde_json::Value) -> Vec<u8> {
+        let mut record = serde_json::json!({
+            "url": "https://example.com/",
+            "public_key": test_keys::RSA2048_SPKI,
+        });
+        for (name, value) in fields.as_object().unwrap() {
+            record[name] = value.clone();
+        }
+        serde_json::to_vec(&record).unwrap()
+    }
+
+    fn at(rfc3339: &str) -> SystemTime {
+        OffsetDateTime::parse(rfc3339, &Rfc3339).unwrap().into()
+    }
+
+    #[test]
+    fn the_previous_secret_signs_until_its_expiry_and_not_from_it() {
+        let value = record_with_secrets(serde_json::json!({
+            "signing_secret": CURRENT,
+            "previous_signing_secret": PREVIOUS,
+            "previous_signing_secret_expires_at": "2026-11-29T10:00:00Z",
+        }));
+        let tenant = Tenant::from_bytes("acme", &value).unwrap();
+        let current = SigningSecret::parse(CURRENT)
+            .unwrap()
+            .sign("msg_1", 7, b"{}");
+        let previous = SigningSecret::parse(PREVIOUS)
+            .unwrap()
+            .sign("msg_1", 7, b"{}");
+        let before = at("2026-11-29T09:59:59.999Z");
+        assert_eq!(
+            tenant.signature("msg_1", 7, b"{}", before),
+            Some(format!("{current} {previous}"))
+        );
+        for after in [at("2026-11-29T10:00:00Z"), at("2026-11-30T00:00:00Z")] {
+            assert_eq!(
+                tenant.signature("msg_1", 7, b"{}", after),
+                Some(current.clone())
+            );
+        }
+        assert_eq!(tenant.signing_secrets(before).count(), 2);
+    }
+
+    #[test]
+    fn a_record_without_a_previous_secret_signs_with_the_current_one_or_none() {
+        let now = SystemTime::now();
+        let tenant = Tenant::from_bytes(
+            "acme",
+            &record_with_secrets(serde_json::json!({
+                "signing_secret": CURRENT,
+            })),
+        )
+        .unwrap();
+        assert!(tenant.previous_signing_secret.is_none());
+        assert_eq!(
+            tenant.signature("m", 1, b"x", now),
+            Some(SigningSecret::parse(CURRENT).unwrap().sign("m", 1, b"x"))
+        );
+        let unsigned = Tenant::from_bytes("acme", &record("https://example.com/")).unwrap();
+        assert_eq!(unsigned.signature("m", 1, b"x", now), None);
+    }
+
+    #[test]
+    fn a_bad_previous_secret_or_expiry_makes_the_record_invalid_naming_the_field() {
+        for (fields, field) in [
+            (
+                serde_json::json!({"signing_secret": CURRENT, "previous_signing_secret": PREVIOUS}),
+                "previous_signing_secret_expires_at: ",
+            ),
+            (
+                serde_json::json!({"signing_secret": CURRENT,
+                    "previous_signing_secret_expires_at": "2026-11-29T10:00:00Z"}),
+                "previous_signing_secret_expires_at: ",
+            ),
+            (
+                serde_json::json!({"previous_signing_secret": PREVIOUS,
+                    "previous_signing_secret_expires_at": "2026-11-29T10:00:00Z"}),
+                "previous_signing_secret: ",
+            ),
+            (
+                serde_json::json!({"signing_secret": CURRENT, "previous_signing_secret": "whsec_short",
+                    "previous_signing_secret_expires_at": "2026-11-29T10:00:00Z"}),
+                "previous_signing_secret: ",
+            ),
+            (
+                serde_json::json!({"signing_secret": CURRENT, "previous_signing_secret": PREVIOUS,
+                    "previous_signing_secret_expires_at": "tomorrow"}),
+                "previous_signing_secret_expires_at: ",
+            ),
+        ] {
+            let error = Tenant::from_bytes("acme", &record_with_secrets(fields.clone()))
+                .expect_err("refused");
+            let message = error.to_string();
+            assert!(message.starts_with(field), "{fields}: {message}");
+            assert!(
+                !message.contains("MfKQ9r8G") && !message.contains("AAECAwQF"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rotation_expiry_is_now_plus_the_grace_and_none_without_one() {
+        let now = at("2026-11-28T10:00:00Z");
+        assert_eq!(
+            previous_signing_secret_expiry(now, DEFAULT_SIGNING_SECRET_GRACE).unwrap(),
+            Some("2026-11-29T10:00:00.000Z".to_string())
+        );
+        assert_eq!(
+            previous_signing_secret_expiry(now, Duration::ZERO).unwrap(),
+            None
+        );
+        let err = previous_signing_secret_expiry(now, Duration::from_secs(10_000 * 366 * 86_400))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("previous_signing_secret_expires_at: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_previous_secret_past_its_expiry_is_valid_and_round_trips() {
+        let value = record_with_secrets(serde_json::json!({
+            "signing_secret": CURRENT,
+            "previous_signing_secret": PREVIOUS,
+            "previous_signing_secret_expires_at": "2000-01-01T00:00:00Z",
+        }));
+        let tenant = Tenant::from_bytes("acme", &value).unwrap();
+        assert_eq!(tenant.signing_secrets(SystemTime::now()).count(), 1);
+        let record: TenantRecord = serde_json::from_slice(&value).unwrap();
+        let written: TenantRecord =
+            serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+        assert_eq!(written, record);
     }
 
     proptest! {

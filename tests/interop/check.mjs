@@ -1,10 +1,13 @@
-// Checks hookline's JWE body with the `jose` library: given a directory
-// written by the `emits_interop_fixtures` unit test or by the
+// Checks hookline's request with the `jose` and `standardwebhooks`
+// libraries: given a directory written by the `emits_interop_fixtures` or
+// `emits_rotation_interop_fixtures` unit test or by the
 // `a_real_delivery_is_captured_for_the_interop_checks` integration test (a
 // request that a replica really delivered), it decrypts the body
 // with keygen's PKCS#8 key, checks the protected header and the plaintext,
 // checks that the RFC 7638 thumbprint of keygen's SPKI key is the `kid`, and
-// that an altered ciphertext is refused.
+// that an altered ciphertext is refused; then verifies the signature with
+// each secret alone (several during a signing-secret rotation) and refuses an
+// altered body.
 //
 // Usage: node check.mjs FIXTURE_DIR
 
@@ -19,10 +22,12 @@ import {
   importPKCS8,
   importSPKI,
 } from 'jose';
+import { Webhook } from 'standardwebhooks';
 
 const dir = process.argv[2];
 const request = JSON.parse(await readFile(join(dir, 'request.json'), 'utf8'));
-const jwe = JSON.parse(await readFile(join(dir, 'body.json'), 'utf8'));
+const bodyText = await readFile(join(dir, 'body.json'), 'utf8');
+const jwe = JSON.parse(bodyText);
 const privatePem = await readFile(join(dir, 'keys', 'private.pem'), 'utf8');
 const publicPem = await readFile(join(dir, 'keys', 'public.pem'), 'utf8');
 
@@ -42,3 +47,21 @@ const altered = { ...jwe, ciphertext: (jwe.ciphertext[0] === 'A' ? 'B' : 'A') + 
 await assert.rejects(flattenedDecrypt(altered, privateKey, options));
 
 console.log('jose: JWE decrypted, header, plaintext and thumbprint match, altered ciphertext refused');
+
+const headers = {
+  'webhook-id': request['webhook-id'],
+  'webhook-timestamp': request['webhook-timestamp'],
+  'webhook-signature': request['webhook-signature'],
+};
+const secrets = request.secrets ?? [request.secret];
+assert.equal(headers['webhook-signature'].split(' ').length, secrets.length);
+const alteredBody = bodyText.replace('"tag":"', '"tag":"A');
+assert.notEqual(alteredBody, bodyText);
+for (const secret of secrets) {
+  const webhook = new Webhook(secret);
+  assert.deepEqual(webhook.verify(bodyText, headers), jwe);
+  assert.throws(() => webhook.verify(alteredBody, headers));
+}
+console.log(
+  `standardwebhooks: ${secrets.length} signature(s) verified with each secret alone, altered body refused`,
+);

@@ -1,11 +1,13 @@
 """Checks hookline's output with third-party Python libraries.
 
-Given a directory written by the `emits_interop_fixtures` unit test or by the
+Given a directory written by the `emits_interop_fixtures` or
+`emits_rotation_interop_fixtures` unit test or by the
 `a_real_delivery_is_captured_for_the_interop_checks` integration test (a
 request that a replica really delivered), it checks that:
 - `cryptography` loads the key pair written by `hookline keygen`;
-- `standardwebhooks` verifies the request's signature, and refuses it once
-  the body is altered;
+- `standardwebhooks` verifies the request's signature, with each secret
+  alone when the fixture lists several (a signing-secret rotation), and
+  refuses it once the body is altered;
 - `jwcrypto` decrypts the JWE body with the private key, sees the contract's
   protected header, and computes the same RFC 7638 thumbprint as the `kid`.
 
@@ -42,17 +44,26 @@ def check_signature(request: dict, body: bytes) -> None:
         name: request[name]
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
-    webhook = Webhook(request["secret"])
-    parsed = webhook.verify(body, headers)
-    assert set(parsed) == {"protected", "encrypted_key", "iv", "ciphertext", "tag"}
+    # A fixture made during a signing-secret rotation lists every secret the
+    # request is signed with (new first); each must verify it on its own.
+    secrets = request.get("secrets", [request["secret"]])
+    signatures = headers["webhook-signature"].split(" ")
+    assert len(signatures) == len(secrets), (signatures, len(secrets))
     altered = body.replace(b'"tag":"', b'"tag":"A', 1)
-    try:
-        webhook.verify(altered, headers)
-    except WebhookVerificationError:
-        pass
-    else:
-        raise AssertionError("standardwebhooks accepted an altered body")
-    print("standardwebhooks: signature verified, altered body refused")
+    for secret in secrets:
+        webhook = Webhook(secret)
+        parsed = webhook.verify(body, headers)
+        assert set(parsed) == {"protected", "encrypted_key", "iv", "ciphertext", "tag"}
+        try:
+            webhook.verify(altered, headers)
+        except WebhookVerificationError:
+            pass
+        else:
+            raise AssertionError("standardwebhooks accepted an altered body")
+    print(
+        f"standardwebhooks: {len(signatures)} signature(s), verified with each of "
+        f"{len(secrets)} secret(s) alone, altered body refused"
+    )
 
 
 def check_jwe(request: dict, body: bytes, private_pem: bytes) -> None:

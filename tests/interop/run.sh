@@ -3,10 +3,12 @@
 # standard third-party libraries.
 #
 # 1. installs pinned Python (jwcrypto, standardwebhooks, cryptography) and
-#    Node (jose) libraries: a venv under ${HOOKLINE_CACHE:-$HOME/.cache/hookline}
+#    Node (jose, standardwebhooks) libraries: a venv under ${HOOKLINE_CACHE:-$HOME/.cache/hookline}
 #    and `npm ci` here;
 # 2. has the `emits_interop_fixtures` unit test write a keygen key pair and a
-#    signed, encrypted request into a temporary directory, and the
+#    signed, encrypted request into a temporary directory,
+#    `emits_rotation_interop_fixtures` the same signed with two secrets (a
+#    signing-secret rotation: each must verify it alone), and the
 #    `a_real_delivery_is_captured_for_the_interop_checks` integration test
 #    write a request that a replica really delivered (this one needs the
 #    local broker: `make up`, which `make test` runs first);
@@ -32,10 +34,12 @@ fixtures="$(mktemp -d)"
 trap 'rm -rf "$fixtures"' EXIT
 (cd "$root" && HOOKLINE_INTEROP_DIR="$fixtures/unit" \
   cargo test --quiet --lib commands::keygen::tests::emits_interop_fixtures -- --exact)
+(cd "$root" && HOOKLINE_INTEROP_ROTATION_DIR="$fixtures/rotation" \
+  cargo test --quiet --lib commands::keygen::tests::emits_rotation_interop_fixtures -- --exact)
 (cd "$root" && HOOKLINE_INTEROP_DELIVERY_DIR="$fixtures/delivery" \
   cargo test --quiet --test it security::a_real_delivery_is_captured_for_the_interop_checks -- --exact)
 
-for kind in unit delivery; do
+for kind in unit rotation delivery; do
   echo "interop: $kind fixture"
   "$venv/bin/python" "$here/check.py" "$fixtures/$kind"
   node "$here/check.mjs" "$fixtures/$kind"

@@ -19,6 +19,7 @@ mod outage;
 mod process;
 mod recover_api;
 mod resume;
+mod rotation;
 mod security;
 mod setup_topics;
 mod soak;

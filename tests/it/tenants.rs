@@ -404,3 +404,91 @@ async fn tenants_put_takes_a_rate_limit_that_get_list_and_the_table_show() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_put_keeps_a_previous_signing_secret_for_its_grace_and_never_shows_it() {
+    let broker = Broker::new("tenants-previous-secret");
+    let topics = create_topics(&broker, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let topology = write_topology(dir.path(), &topics, 1);
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, &key().0).unwrap();
+    let tenants = |args: &[&str]| {
+        let output = support::hookline(&broker.bootstrap)
+            .env("HOOKLINE__TOPOLOGY", &topology)
+            .arg("tenants")
+            .args(args)
+            .output()
+            .expect("run hookline");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let put = |extra: &[&str]| {
+        let mut args = vec![
+            "put",
+            "acme",
+            "--url",
+            "https://hooks.example.com/",
+            "--public-key",
+            public.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        tenants(&args)
+    };
+
+    // Without a current secret, a previous one makes no sense.
+    let (code, _, stderr) = put(&["--previous-signing-secret", old]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("previous_signing_secret: "), "{stderr}");
+    assert!(!stderr.contains("MfKQ9r8G"), "{stderr}");
+
+    let before = std::time::SystemTime::now();
+    let (code, stdout, stderr) = put(&[
+        "--generate-secret",
+        "--previous-signing-secret",
+        old,
+        "--grace",
+        "2h",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("previous signing secret signs too until"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = tenants(&["get", "acme"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.contains("whsec_"), "{stdout}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["previous_signing_secret"], "<set>");
+    let expires_at = shown["previous_signing_secret_expires_at"]
+        .as_str()
+        .unwrap();
+    let expires_at: std::time::SystemTime =
+        time::OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .into();
+    let grace = expires_at.duration_since(before).unwrap();
+    assert!(
+        grace >= Duration::from_secs(7_199) && grace <= Duration::from_secs(7_260),
+        "{grace:?}"
+    );
+
+    // A zero grace keeps nothing.
+    let (code, _, stderr) = put(&[
+        "--signing-secret",
+        old,
+        "--previous-signing-secret",
+        old,
+        "--grace",
+        "0s",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, stdout, _) = tenants(&["get", "acme"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["previous_signing_secret"], serde_json::Value::Null);
+}
