@@ -530,37 +530,59 @@ pub struct CommittedError {
 /// A committed offset and the metadata committed with it.
 pub type Committed = (i64, String);
 
-/// What `group` committed on `topic`'s `partitions`: the offset and its
-/// metadata, by partition (`None` where it committed nothing). Blocks for
-/// up to `timeout`.
-pub fn committed_with_metadata(
-    config: &KafkaConfig,
-    group: &str,
-    topic: &str,
-    partitions: &[i32],
-    timeout: Duration,
-) -> Result<Vec<(i32, Option<Committed>)>, CommittedError> {
-    let failed = |source| CommittedError {
-        group: group.to_string(),
-        source,
-    };
-    let consumer: BaseConsumer = super::client_config(config)
-        .set("group.id", group)
-        .create()
-        .map_err(failed)?;
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer.committed_offsets(tpl, timeout).map_err(failed)?;
-    Ok(committed
-        .elements_for_topic(topic)
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => (e.partition(), Some((o, e.metadata().to_string()))),
-            _ => (e.partition(), None),
+/// Reads what another consumer group committed, with one client kept for
+/// repeated reads (a caller waiting for the group's progress polls it).
+pub struct CommittedReader {
+    consumer: Arc<BaseConsumer>,
+    group: String,
+}
+
+impl CommittedReader {
+    pub fn new(config: &KafkaConfig, group: &str) -> Result<Self, CommittedError> {
+        let consumer: BaseConsumer = super::client_config(config)
+            .set("group.id", group)
+            .create()
+            .map_err(|source| CommittedError {
+                group: group.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            group: group.to_string(),
         })
-        .collect())
+    }
+
+    /// What the group committed on `topic`'s `partitions`: the offset and
+    /// its metadata, by partition (`None` where it committed nothing).
+    /// Waits for up to `timeout` on a blocking thread.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<(i32, Option<Committed>)>, CommittedError> {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(topic, p);
+        }
+        let consumer = self.consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.committed_offsets(tpl, timeout))
+                .await
+                .expect("reading committed offsets does not panic")
+                .map_err(|source| CommittedError {
+                    group: self.group.clone(),
+                    source,
+                })?;
+        Ok(committed
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), Some((o, e.metadata().to_string()))),
+                _ => (e.partition(), None),
+            })
+            .collect())
+    }
 }
 
 /// Offsets for tests and tools: the group's committed offset per partition.

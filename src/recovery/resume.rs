@@ -25,7 +25,7 @@ use super::replay::{Progress, ReplayError, ReplayOptions, ReplayTopics, replay};
 use crate::config::KafkaConfig;
 use crate::delivery::commit_metadata::CommitMetadata;
 use crate::delivery::dead_letter::DlqReason;
-use crate::kafka::group::{CommittedError, committed_with_metadata};
+use crate::kafka::group::{CommittedError, CommittedReader};
 
 /// How often the replica's committed progress is read while waiting.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -183,23 +183,14 @@ async fn wait_delivered(
     mut progress: impl FnMut(Duration),
 ) -> Result<(), Wait> {
     let started = Instant::now();
+    let reader = CommittedReader::new(kafka, &kafka.group_id).map_err(Wait::Progress)?;
     let partitions: Vec<i32> = written.keys().copied().collect();
     let mut last_report = Instant::now();
     loop {
-        let committed = {
-            let (kafka, group, topic, partitions) = (
-                kafka.clone(),
-                kafka.group_id.clone(),
-                events.to_string(),
-                partitions.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                committed_with_metadata(&kafka, &group, &topic, &partitions, COMMITTED_TIMEOUT)
-            })
+        let committed = reader
+            .read(events, &partitions, COMMITTED_TIMEOUT)
             .await
-            .expect("reading committed offsets does not panic")
-            .map_err(Wait::Progress)?
-        };
+            .map_err(Wait::Progress)?;
         let committed: BTreeMap<i32, (i64, String)> = committed
             .into_iter()
             .filter_map(|(partition, c)| c.map(|c| (partition, c)))
