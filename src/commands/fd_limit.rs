@@ -25,12 +25,12 @@ pub fn raise(needed: Option<u64>) {
     };
     let soft = match rlimit::increase_nofile_limit(hard) {
         Ok(soft) => {
-            tracing::info!(
-                soft_before = before,
-                soft,
-                hard,
-                "file descriptor limit: soft {before} → {soft} (hard {hard})"
-            );
+            let what = if soft > before {
+                "file descriptor limit raised to the hard limit"
+            } else {
+                "file descriptor limit already at the hard limit"
+            };
+            tracing::info!(soft_before = before, soft, hard, "{what}");
             soft
         }
         Err(e) => {
