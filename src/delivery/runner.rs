@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letter::writer::DeadLetterWriter;
 use super::http::WebhookClient;
-use super::pool::ConnectionPool;
 use super::partition;
+use super::pool::ConnectionPool;
 use super::reconnect::ReconnectBackoff;
 use super::retry::RetryPolicy;
 use super::scheduler::{Lanes, Settings};
