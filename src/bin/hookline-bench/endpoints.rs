@@ -393,21 +393,47 @@ async fn outcomes(replica: &Replica) -> Option<(f64, f64)> {
     Some((values[0], values[1]))
 }
 
+/// What a phase ended with: the replica's outcome counts, and its CPU time
+/// when the last delivery it would make was counted (the events to stalled
+/// hosts are dead-lettered seconds later, while the replica idles).
+struct Ended {
+    delivered: f64,
+    dead_lettered: f64,
+    cpu: Duration,
+}
+
 /// Waits until the replica counts `total` outcomes (delivered or
-/// dead-lettered), at most [`PHASE_TIMEOUT`].
-async fn wait_outcomes(replica: &Replica, total: f64, label: &str) -> (f64, f64) {
+/// dead-lettered), at most [`PHASE_TIMEOUT`]; notes its CPU time when
+/// `deliverable` were delivered.
+async fn wait_outcomes(
+    replica: &Replica,
+    ticks: u64,
+    total: f64,
+    deliverable: f64,
+    label: &str,
+) -> Ended {
     let started = Instant::now();
     let mut last_report = Instant::now();
+    let mut cpu = None;
     loop {
-        let (delivered, dead) = outcomes(replica).await.unwrap_or((0.0, 0.0));
-        if delivered + dead >= total || started.elapsed() > PHASE_TIMEOUT {
-            return (delivered, dead);
+        let (delivered, dead_lettered) = outcomes(replica).await.unwrap_or((0.0, 0.0));
+        if cpu.is_none() && delivered >= deliverable {
+            cpu = Some(replica.cpu(ticks));
+        }
+        if delivered + dead_lettered >= total || started.elapsed() > PHASE_TIMEOUT {
+            return Ended {
+                delivered,
+                dead_lettered,
+                cpu: cpu.unwrap_or_else(|| replica.cpu(ticks)),
+            };
         }
         if last_report.elapsed() > Duration::from_secs(10) {
-            eprintln!("endpoints {label}: {delivered} delivered, {dead} dead-lettered of {total}");
+            eprintln!(
+                "endpoints {label}: {delivered} delivered, {dead_lettered} dead-lettered of {total}"
+            );
             last_report = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -506,25 +532,27 @@ impl Bench {
         // Burst: one event to each host, every host new to the replica.
         let mut seq = 0u64;
         let mut produced_total = 0u64;
+        // Events to hosts that answer in time, so far.
+        let mut deliverable = 0u64;
         let burst_from = unix_nanos();
         let mark = hosts_mark(&hosts);
         let cpu_before = replica.cpu(self.ticks);
         for n in 0..hosts_n {
             self.send_to(&producer, &setup.topics.events, n, seq)?;
+            deliverable += u64::from(!stalls(n));
             seq += 1;
         }
         producer.flush().map_err(|e| e.to_string())?;
         produced_total += hosts_n as u64;
-        let (delivered, dead) = wait_outcomes(&replica, produced_total as f64, "burst").await;
-        let burst = self.phase(
-            &hosts,
+        let ended = wait_outcomes(
             &replica,
-            mark,
-            cpu_before,
-            hosts_n as u64,
-            (delivered, dead),
-            (0.0, 0.0),
-        );
+            self.ticks,
+            produced_total as f64,
+            deliverable as f64,
+            "burst",
+        )
+        .await;
+        let burst = phase(&hosts, mark, cpu_before, hosts_n as u64, &ended, (0.0, 0.0));
         let firsts: Vec<u64> = {
             let mut t: Vec<u64> = (0..hosts_n)
                 .filter(|&n| !stalls(n))
@@ -546,18 +574,25 @@ impl Bench {
         for _ in 0..args.endpoint_events {
             let tenant = (mix(seq) % tenants as u64) as usize;
             self.send_to(&producer, &setup.topics.events, tenant, seq)?;
+            deliverable += u64::from(!stalls(tenant % hosts_n));
             seq += 1;
         }
         producer.flush().map_err(|e| e.to_string())?;
         produced_total += args.endpoint_events;
-        let after = wait_outcomes(&replica, produced_total as f64, "backlog").await;
-        let backlog = self.phase(
-            &hosts,
+        let ended = wait_outcomes(
             &replica,
+            self.ticks,
+            produced_total as f64,
+            deliverable as f64,
+            "backlog",
+        )
+        .await;
+        let backlog = phase(
+            &hosts,
             mark,
             cpu_before,
             args.endpoint_events,
-            after,
+            &ended,
             before,
         );
 
@@ -580,12 +615,20 @@ impl Bench {
             }
             let tenant = (mix(seq) % tenants as u64) as usize;
             self.send_to(&steady_producer, &setup.topics.events, tenant, seq)?;
+            deliverable += u64::from(!stalls(tenant % hosts_n));
             seq += 1;
         }
         steady_producer.flush().map_err(|e| e.to_string())?;
         produced_total += n;
-        let after = wait_outcomes(&replica, produced_total as f64, "steady").await;
-        let steady = self.phase(&hosts, &replica, mark, cpu_before, n, after, before);
+        let ended = wait_outcomes(
+            &replica,
+            self.ticks,
+            produced_total as f64,
+            deliverable as f64,
+            "steady",
+        )
+        .await;
+        let steady = phase(&hosts, mark, cpu_before, n, &ended, before);
 
         stop_watch.store(true, Relaxed);
         let (peak, _) = watcher.await.unwrap_or_default();
@@ -724,47 +767,44 @@ impl Bench {
             )
             .map_err(|e| e.to_string())
     }
+}
 
-    /// A phase's figures from the answers after `mark` and the replica's
-    /// outcome counts and CPU.
-    #[allow(clippy::too_many_arguments)]
-    fn phase(
-        &self,
-        hosts: &Hosts,
-        replica: &Replica,
-        mark: usize,
-        cpu_before: Duration,
-        events: u64,
-        (delivered, dead): (f64, f64),
-        (delivered_before, dead_before): (f64, f64),
-    ) -> Phase {
-        let cpu = replica.cpu(self.ticks).saturating_sub(cpu_before);
-        // A stalled host's late answers reached no one: the replica had
-        // given up on them.
-        let answers: Vec<Answer> = lock(&hosts.answers)[mark..]
-            .iter()
-            .filter(|a| !stalls(a.host))
-            .copied()
-            .collect();
-        let mut latencies: Vec<u64> = answers
-            .iter()
-            .map(|a| (a.arrived_ns.saturating_sub(a.produced_ns) / 1000) as u64)
-            .collect();
-        latencies.sort_unstable();
-        let first = answers.iter().map(|a| a.arrived_ns).min().unwrap_or(0);
-        let last = answers.iter().map(|a| a.arrived_ns).max().unwrap_or(0);
-        let window = Duration::from_nanos((last.saturating_sub(first)) as u64);
-        let delivered = delivered - delivered_before;
-        Phase {
-            events,
-            delivered,
-            dead_lettered: dead - dead_before,
-            seconds: window.as_secs_f64(),
-            per_second: per_second(answers.len() as u64, window),
-            cpu_us_per_delivery: cpu.as_secs_f64() * 1e6 / delivered.max(1.0),
-            latency_p50_us: percentile(&latencies, 0.5),
-            latency_p99_us: percentile(&latencies, 0.99),
-        }
+/// A phase's figures from the answers after `mark` and the replica's
+/// outcome counts and CPU time when it `ended`.
+fn phase(
+    hosts: &Hosts,
+    mark: usize,
+    cpu_before: Duration,
+    events: u64,
+    ended: &Ended,
+    (delivered_before, dead_before): (f64, f64),
+) -> Phase {
+    let cpu = ended.cpu.saturating_sub(cpu_before);
+    // A stalled host's late answers reached no one: the replica had
+    // given up on them.
+    let answers: Vec<Answer> = lock(&hosts.answers)[mark..]
+        .iter()
+        .filter(|a| !stalls(a.host))
+        .copied()
+        .collect();
+    let mut latencies: Vec<u64> = answers
+        .iter()
+        .map(|a| (a.arrived_ns.saturating_sub(a.produced_ns) / 1000) as u64)
+        .collect();
+    latencies.sort_unstable();
+    let first = answers.iter().map(|a| a.arrived_ns).min().unwrap_or(0);
+    let last = answers.iter().map(|a| a.arrived_ns).max().unwrap_or(0);
+    let window = Duration::from_nanos((last.saturating_sub(first)) as u64);
+    let delivered = ended.delivered - delivered_before;
+    Phase {
+        events,
+        delivered,
+        dead_lettered: ended.dead_lettered - dead_before,
+        seconds: window.as_secs_f64(),
+        per_second: per_second(answers.len() as u64, window),
+        cpu_us_per_delivery: cpu.as_secs_f64() * 1e6 / delivered.max(1.0),
+        latency_p50_us: percentile(&latencies, 0.5),
+        latency_p99_us: percentile(&latencies, 0.99),
     }
 }
 
