@@ -23,6 +23,7 @@ pub async fn run(args: ApiArgs, config: Config) -> Result<ExitCode> {
         );
     };
     let (topology, _) = super::load_topology(None, &config)?;
+    super::fd_limit::raise(None);
     let admin = Admin::new(&config.kafka)?;
     let cluster = admin.describe(&topology.names()).await?;
     if let Err(problems) = verify_ready(&topology, &cluster) {

@@ -5,6 +5,7 @@
 mod api;
 mod demo;
 mod dlq;
+mod fd_limit;
 mod receive;
 mod run;
 mod send;

@@ -33,6 +33,11 @@ use crate::topology::{Topology, verify_ready};
 
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
     let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
+    super::fd_limit::raise(Some(
+        config.delivery.max_in_flight as u64
+            + config.delivery.pool_max_idle as u64
+            + super::fd_limit::BASE_DESCRIPTORS,
+    ));
     let admin = Admin::new(&config.kafka)?;
     let state = ReplicaState::default();
     let stop_telemetry = CancellationToken::new();

@@ -29,6 +29,20 @@ const PARTITION_WINDOW: RangeInclusive<usize> = 1..=10_000;
 /// disguise; `ordering = "partition"` says that plainly.
 const MIN_PARTITION_WINDOW_BYTES: usize = 1024;
 
+/// Accepted `delivery.pool_max_idle_per_host`: 0 turns keep-alive off; the
+/// upper bound is far beyond any endpoint's useful concurrency.
+const POOL_MAX_IDLE_PER_HOST: RangeInclusive<usize> = 0..=4_096;
+
+/// Largest accepted `delivery.pool_max_idle`: each idle connection is a file
+/// descriptor, and a process rarely may open more than a million.
+const POOL_MAX_IDLE_LIMIT: usize = 1_000_000;
+
+/// Accepted `delivery.pool_idle_timeout`. Shorter than a second would close
+/// connections between two deliveries of a steady stream; longer than an
+/// hour keeps sockets that most servers have closed long before.
+const POOL_IDLE_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
+
 /// Shortest accepted `delivery.suspension_probe_interval`: probing a
 /// failing endpoint more often than once a second is no suspension.
 const MIN_SUSPENSION_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -79,6 +93,17 @@ pub struct DeliveryConfig {
     /// topic must then read with `isolation.level=read_committed`. Default
     /// `false`.
     pub transactional_dlq: bool,
+    /// Idle keep-alive connections kept per destination host (scheme, host
+    /// and port). 0 to 4096, 0 turning keep-alive off; default 8.
+    pub pool_max_idle_per_host: usize,
+    /// Idle keep-alive connections kept in all, across hosts: at most
+    /// `pool_max_idle / pool_max_idle_per_host` hosts keep connections at a
+    /// time, the others get a connection per attempt. Not below
+    /// `pool_max_idle_per_host`, at most 1,000,000; default 8192.
+    pub pool_max_idle: usize,
+    /// How long a keep-alive connection may stay idle before it is closed.
+    /// 1 s to 1 h; default 60 s.
+    pub pool_idle_timeout: Duration,
 }
 
 /// How a partition's records are delivered (`delivery.ordering`).
@@ -114,6 +139,10 @@ pub(super) struct Raw {
     #[serde(with = "humantime_serde")]
     suspension_probe_interval: Duration,
     transactional_dlq: bool,
+    pool_max_idle_per_host: usize,
+    pool_max_idle: usize,
+    #[serde(with = "humantime_serde")]
+    pool_idle_timeout: Duration,
 }
 
 impl Raw {
@@ -179,6 +208,37 @@ impl Raw {
                 ),
             ));
         }
+        within(
+            at,
+            "delivery.pool_max_idle_per_host",
+            self.pool_max_idle_per_host,
+            &POOL_MAX_IDLE_PER_HOST,
+        )?;
+        if self.pool_max_idle < self.pool_max_idle_per_host {
+            return Err(at.invalid(
+                "delivery.pool_max_idle",
+                format!(
+                    "must not be below delivery.pool_max_idle_per_host ({})",
+                    self.pool_max_idle_per_host
+                ),
+            ));
+        }
+        within(
+            at,
+            "delivery.pool_max_idle",
+            self.pool_max_idle,
+            &(0..=POOL_MAX_IDLE_LIMIT),
+        )?;
+        if !POOL_IDLE_TIMEOUT.contains(&self.pool_idle_timeout) {
+            return Err(at.invalid(
+                "delivery.pool_idle_timeout",
+                format!(
+                    "must be between {} and {}",
+                    humantime::format_duration(*POOL_IDLE_TIMEOUT.start()),
+                    humantime::format_duration(*POOL_IDLE_TIMEOUT.end())
+                ),
+            ));
+        }
         Ok(DeliveryConfig {
             timeout: self.timeout,
             max_attempts: self.max_attempts,
@@ -194,6 +254,9 @@ impl Raw {
             suspend_after: self.suspend_after,
             suspension_probe_interval: self.suspension_probe_interval,
             transactional_dlq: self.transactional_dlq,
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
+            pool_max_idle: self.pool_max_idle,
+            pool_idle_timeout: self.pool_idle_timeout,
         })
     }
 }
@@ -301,6 +364,83 @@ mod tests {
         assert!(from_file.delivery.transactional_dlq);
         let from_env = load_env("", &[("HOOKLINE__DELIVERY__TRANSACTIONAL_DLQ", "true")]).unwrap();
         assert!(from_env.delivery.transactional_dlq);
+    }
+
+    #[test]
+    fn pool_keys_default_as_documented() {
+        let delivery = load("").unwrap().delivery;
+        assert_eq!(delivery.pool_max_idle_per_host, 8);
+        assert_eq!(delivery.pool_max_idle, 8192);
+        assert_eq!(delivery.pool_idle_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn pool_keys_take_their_bounds_from_the_file_or_the_environment() {
+        let delivery = load(
+            "[delivery]\npool_max_idle_per_host = 0\npool_max_idle = 0\npool_idle_timeout = \"1s\"\n",
+        )
+        .unwrap()
+        .delivery;
+        assert_eq!(delivery.pool_max_idle_per_host, 0);
+        assert_eq!(delivery.pool_max_idle, 0);
+        assert_eq!(delivery.pool_idle_timeout, Duration::from_secs(1));
+        let delivery = load_env(
+            "",
+            &[
+                ("HOOKLINE__DELIVERY__POOL_MAX_IDLE_PER_HOST", "4096"),
+                ("HOOKLINE__DELIVERY__POOL_MAX_IDLE", "1000000"),
+                ("HOOKLINE__DELIVERY__POOL_IDLE_TIMEOUT", "1h"),
+            ],
+        )
+        .unwrap()
+        .delivery;
+        assert_eq!(delivery.pool_max_idle_per_host, 4096);
+        assert_eq!(delivery.pool_max_idle, 1_000_000);
+        assert_eq!(delivery.pool_idle_timeout, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn pool_keys_refuse_what_is_out_of_bounds() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (
+                &[("POOL_MAX_IDLE_PER_HOST", "4097")],
+                "delivery.pool_max_idle_per_host: must be between 0 and 4096",
+            ),
+            (
+                &[("POOL_MAX_IDLE_PER_HOST", "-1")],
+                "delivery.pool_max_idle_per_host: cannot be parsed: invalid value",
+            ),
+            (
+                &[("POOL_MAX_IDLE_PER_HOST", "16"), ("POOL_MAX_IDLE", "15")],
+                "delivery.pool_max_idle: must not be below delivery.pool_max_idle_per_host (16)",
+            ),
+            (
+                &[("POOL_MAX_IDLE", "1000001")],
+                "delivery.pool_max_idle: must be between 0 and 1000000",
+            ),
+            (
+                &[("POOL_IDLE_TIMEOUT", "999ms")],
+                "delivery.pool_idle_timeout: must be between 1s and 1h",
+            ),
+            (
+                &[("POOL_IDLE_TIMEOUT", "2h")],
+                "delivery.pool_idle_timeout: must be between 1s and 1h",
+            ),
+        ];
+        for (settings, expected) in cases {
+            let env: Vec<(String, &str)> = settings
+                .iter()
+                .map(|(key, value)| (format!("HOOKLINE__DELIVERY__{key}"), *value))
+                .collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let e = err_env(&env);
+            let (variable, _) = env.last().unwrap();
+            assert!(
+                e.starts_with(&format!("environment variable {variable}: {expected}")),
+                "{settings:?}: {e}"
+            );
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
     }
 
     #[test]

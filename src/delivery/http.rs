@@ -1,5 +1,6 @@
 //! The webhook HTTP client: one keep-alive pool shared by every partition,
-//! no redirects, bounded responses, and the destination guard.
+//! bounded per host and across hosts (`super::pool`), no redirects, bounded
+//! responses, and the destination guard.
 //!
 //! The guard lives in the resolver: reqwest connects only to the addresses
 //! the resolver returns, so the address that was checked is the address
@@ -8,14 +9,15 @@
 //! never reach a resolver and are checked before the request is sent.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use url::Url;
 
 use super::destination::{BlockedRange, Destination, classify, host_ip};
+use super::pool::{ConnectionPool, KeptHosts};
 use super::retry::{AttemptOutcome, parse_retry_after};
 use crate::error::error_chain;
 
@@ -50,30 +52,47 @@ struct BlockedAddress {
 
 #[derive(Clone)]
 pub struct WebhookClient {
-    client: reqwest::Client,
+    client: Clients,
     allow_private: bool,
     timeout: Duration,
 }
 
 impl WebhookClient {
     /// `timeout` bounds a whole attempt; `allow_private` lifts the
-    /// destination guard (development only).
+    /// destination guard (development only). Keep-alive as shipped
+    /// ([`ConnectionPool::default`]).
     pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
-            // Retrying is the retry policy's job, attempt by attempt; the
-            // client's own replays (of refused HTTP/2 streams) would also
-            // clone every request in case it needs one.
-            .retry(reqwest::retry::never().max_retries_per_request(0))
-            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+        Self::with_pool(timeout, allow_private, ConnectionPool::default())
+    }
+
+    /// [`WebhookClient::new`] with the keep-alive bounds of `pool`.
+    pub fn with_pool(
+        timeout: Duration,
+        allow_private: bool,
+        pool: ConnectionPool,
+    ) -> Result<Self, reqwest::Error> {
+        let kept = client_builder(timeout, allow_private)
+            .pool_idle_timeout(pool.idle_timeout)
+            .pool_max_idle_per_host(pool.max_idle_per_host)
+            .build()?;
+        // No pool: the connection of each attempt is closed after its
+        // response, and the endpoint is told so.
+        let fresh = client_builder(timeout, allow_private)
+            .pool_max_idle_per_host(0)
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            )]))
             .build()?;
         Ok(Self {
-            client,
+            client: Clients {
+                kept,
+                fresh,
+                hosts: Arc::new(Mutex::new(KeptHosts::new(
+                    pool.kept_hosts(),
+                    pool.retention(timeout),
+                ))),
+            },
             allow_private,
             timeout,
         })
@@ -144,6 +163,54 @@ fn classify_error(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
     } else {
         AttemptOutcome::Transport {
             error: error_chain(error),
+        }
+    }
+}
+
+/// What both clients share: no redirects, no proxy, no retries of their
+/// own, the attempt's timeouts, and the guarded resolver.
+fn client_builder(timeout: Duration, allow_private: bool) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .no_proxy()
+        // Retrying is the retry policy's job, attempt by attempt; the
+        // client's own replays (of refused HTTP/2 streams) would also
+        // clone every request in case it needs one.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
+        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+}
+
+/// The keep-alive client, for the hosts [`KeptHosts`] admits, and a client
+/// without a pool for the others; see [`super::pool`] for why.
+#[derive(Clone)]
+struct Clients {
+    kept: reqwest::Client,
+    fresh: reqwest::Client,
+    hosts: Arc<Mutex<KeptHosts>>,
+}
+
+impl Clients {
+    /// A POST to `url` through the client its host may use now.
+    fn post(&self, url: Url) -> reqwest::RequestBuilder {
+        // The pool's own key: scheme and authority.
+        let host = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        let kept = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(&host, Instant::now());
+        if kept {
+            self.kept.post(url)
+        } else {
+            self.fresh.post(url)
         }
     }
 }

@@ -7,7 +7,8 @@
 //! each attempt, `retry` decides what follows an attempt, `dead_letter`
 //! names dead-letter reasons and renders their headers, `destination`
 //! classifies addresses, `reconnect` spaces the tries at an unreachable
-//! cluster. The I/O around them: `http` makes attempts,
+//! cluster, `pool` decides which hosts keep idle connections. The I/O around
+//! them: `http` makes attempts,
 //! `dead_letter::writer` writes to the DLQ (in a transaction with the source
 //! offset when configured so), `fault` holds the test-only fault injection
 //! points, `worker` carries one record to
@@ -22,6 +23,7 @@ pub mod destination;
 pub mod fault;
 pub mod http;
 pub mod partition;
+pub mod pool;
 pub mod reconnect;
 pub mod retry;
 pub mod runner;

@@ -374,6 +374,9 @@ mod tests {
             suspend_after: 3,
             suspension_probe_interval: Duration::from_secs(300),
             transactional_dlq: false,
+            pool_max_idle_per_host: 8,
+            pool_max_idle: 8192,
+            pool_idle_timeout: Duration::from_secs(60),
         }
     }
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::writer::DeadLetterWriter;
 use super::http::WebhookClient;
 use super::partition;
+use super::pool::ConnectionPool;
 use super::reconnect::ReconnectBackoff;
 use super::retry::RetryPolicy;
 use super::scheduler::{Lanes, Settings};
@@ -183,9 +184,10 @@ pub async fn run(
     }
     let pipeline = Arc::new(Pipeline {
         table: state.table.clone(),
-        client: WebhookClient::new(
+        client: WebhookClient::with_pool(
             config.delivery.timeout,
             config.delivery.allow_private_destinations,
+            ConnectionPool::from_config(&config.delivery),
         )
         .map_err(RunError::Http)?,
         policy: RetryPolicy::from_config(&config.delivery),

@@ -12,6 +12,7 @@ mod cli;
 mod delivery;
 mod demo;
 mod dlq;
+mod endpoints;
 mod hostile;
 mod kafka_roundtrip;
 mod key_order;

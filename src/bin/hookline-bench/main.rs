@@ -16,7 +16,9 @@
 //! - `restore`: a replica starting over a large tenants topic;
 //! - `replicas`: as throughput with two replicas on the same machine;
 //! - `dlq`: every endpoint answering 410, `delivery.transactional_dlq` off
-//!   against on: dead letters per second and CPU per dead letter.
+//!   against on: dead letters per second and CPU per dead letter;
+//! - `endpoints` (not in the default list): 10,000 hosts with realistic
+//!   answer times, up to a million tenants.
 //!
 //! Layout: `delivery` (drains of pre-produced events and their reports),
 //! `steady` (a steady produce rate: latency and head of line), `window`,
@@ -30,6 +32,7 @@
 
 mod dead_letters;
 mod delivery;
+mod endpoints;
 mod floor;
 mod kafka;
 mod receiver;
@@ -139,6 +142,8 @@ struct Args {
     /// the profiler's, not hookline's).
     #[arg(long, value_parser = parse_wrapper)]
     replica_wrapper: Option<Wrapper>,
+    #[command(flatten)]
+    endpoints: endpoints::EndpointArgs,
 }
 
 impl Args {
@@ -250,6 +255,16 @@ struct Bench {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    // The endpoints run's hosts are this binary again, in processes of their own.
+    if let Ok(spec) = std::env::var(endpoints::SERVE_VAR) {
+        return match endpoints::serve_child(&spec).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hookline-bench endpoints: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut args = Args::parse();
     if args.quick {
         args.scale_down();
@@ -398,6 +413,10 @@ async fn run(args: Args) -> Result<(), String> {
 
     if wants("dlq") {
         bench.dead_letter_runs(&mut report).await?;
+    }
+
+    if wants("endpoints") {
+        bench.endpoints_run(&mut report, healthy.as_ref()).await?;
     }
 
     let mut table = comfy_table::Table::new();
