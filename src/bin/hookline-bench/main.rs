@@ -116,6 +116,9 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4",
           value_parser = clap::value_parser!(u16).range(1..))]
     replica_counts: Vec<u16>,
+    /// Events drained by each formed group of the replica runs.
+    #[arg(long, default_value_t = 100_000)]
+    replica_events: u64,
     /// Events per second during the rebalance runs.
     #[arg(long, default_value_t = 500)]
     rebalance_rate: u64,
@@ -141,7 +144,7 @@ struct Args {
     /// Scales everything down for a quick look (20,000 events, one run
     /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
     /// one window size, 10,000 tenants, 500 dead letters, groups of 1 and
-    /// 2 replicas); not for
+    /// 2 replicas draining 20,000 events); not for
     /// reported figures.
     #[arg(long)]
     quick: bool,
@@ -175,6 +178,7 @@ impl Args {
         self.window_mib.truncate(1);
         self.restore_tenants = self.restore_tenants.min(10_000);
         self.dead_letter_events = self.dead_letter_events.min(500);
+        self.replica_events = self.replica_events.min(20_000);
         self.replica_counts.retain(|&n| n <= 2);
     }
 }

@@ -10,6 +10,7 @@
 //! number arrives a second time.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -23,7 +24,7 @@ use crate::handover::{
 use crate::kafka::BulkProducer;
 use crate::receiver::{Behaviour, LatencySample, lock};
 use crate::replica::Replica;
-use crate::stats::median;
+use crate::stats::{median, per_second};
 use crate::{Bench, Order, Report, Setup, unix_nanos};
 
 /// `kafka.drain_timeout` of the replicas: their default, or less when the
@@ -39,6 +40,9 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// After a rebalance settled, how long before the next event: the
 /// redeliveries it causes arrive meanwhile.
 const AFTER_SETTLED: Duration = Duration::from_secs(2);
+
+/// The longest a formed group's drain may take.
+const DRAIN_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long the run waits for the last events once production stopped.
 const FINAL_GRACE: Duration = Duration::from_secs(30);
@@ -173,7 +177,17 @@ impl Handover {
     }
 }
 
-/// A rebalance run: one group taken through join, leave, join, kill.
+/// A drain by a group formed before the events were produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupDrain {
+    pub run: DeliveryRun,
+    /// From the start of the replicas until the group was formed.
+    pub formed_seconds: f64,
+    /// How many partitions each replica owned.
+    pub partitions_per_replica: Vec<usize>,
+}
+
+/// A rebalance run: one group taken through a leave, a join and a kill.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RebalanceRun {
     /// The group's size once full.
@@ -190,72 +204,72 @@ pub struct RebalanceRun {
 }
 
 impl Bench {
-    /// Throughput with each of `--replica-counts` replicas, then a
-    /// rebalance run for each group of two or more.
+    /// The two-replica drain as it always ran (both replicas started on
+    /// the backlog), a drain by a formed group of each of
+    /// `--replica-counts`, then a rebalance run for each group of two or
+    /// more.
     pub async fn replica_runs(
         &self,
         report: &mut Report,
         one: Option<&DeliveryRun>,
     ) -> Result<(), String> {
-        let mut scaling = Vec::new();
-        for n in self.args.replica_counts.iter().map(|&n| usize::from(n)) {
-            let label = format!("rep{n}");
-            let drain = Drain {
-                replicas: n,
-                ..self.drain(&label, Order::Key)
-            };
-            scaling.push(self.delivery_run(&drain).await?);
+        let cold = Drain {
+            replicas: 2,
+            ..self.drain("two", Order::Key)
+        };
+        let two = self.delivery_run(&cold).await?;
+        let relative = one.map(|h| two.per_second / h.per_second);
+        report.row(
+            "throughput, 2 replicas (key order)",
+            format!("{:.0} deliveries/s", two.per_second),
+        );
+        report.goal(
+            "2 replicas / 1 replica",
+            relative.map_or("-".into(), |r| format!("{r:.2}x")),
+            "2 cores",
+            None,
+        );
+        report.insert(
+            "two_replicas",
+            json!({"run": two, "relative_to_one": relative}),
+        );
+
+        let counts: Vec<usize> = self
+            .args
+            .replica_counts
+            .iter()
+            .map(|&n| usize::from(n))
+            .collect();
+        let mut groups = Vec::new();
+        for &n in &counts {
+            groups.push(self.group_drain(n).await?);
         }
         let mut rebalances = Vec::new();
-        for n in self.args.replica_counts.iter().map(|&n| usize::from(n)) {
-            if n < 2 {
-                continue;
-            }
+        for &n in counts.iter().filter(|&&n| n >= 2) {
             rebalances.push(self.rebalance_run(n).await?);
         }
 
-        // Compared with the throughput runs' median when they ran, as the
-        // two-replica figure always was; else with this run's one replica.
-        let one = one.map(|r| r.per_second).or_else(|| {
-            scaling
-                .iter()
-                .find(|r| r.replicas == 1)
-                .map(|r| r.per_second)
-        });
-        for run in &scaling {
-            let n = run.replicas;
+        let alone = groups.iter().find(|g| g.run.replicas == 1);
+        for group in &groups {
+            let n = group.run.replicas;
+            let of_one = alone.filter(|_| n > 1).map_or(String::new(), |a| {
+                format!(
+                    "; {:.2}x / {:.2}x of one",
+                    group.run.per_second / a.run.per_second,
+                    group.run.cpu_us_per_delivery / a.run.cpu_us_per_delivery
+                )
+            });
             report.row(
+                format!("formed group of {n}: throughput / CPU per delivery (summed)"),
                 format!(
-                    "throughput, {n} replica{} (key order)",
-                    if n == 1 { "" } else { "s" }
+                    "{:.0} deliveries/s / {:.1} µs{of_one}",
+                    group.run.per_second, group.run.cpu_us_per_delivery
                 ),
-                format!(
-                    "{:.0} deliveries/s ({:.1} µs CPU each, summed)",
-                    run.per_second, run.cpu_us_per_delivery
-                ),
-            );
-        }
-        if let Some(two) = scaling.iter().find(|r| r.replicas == 2) {
-            let relative = one.map(|one| two.per_second / one);
-            report.goal(
-                "2 replicas / 1 replica",
-                relative.map_or("-".into(), |r| format!("{r:.2}x")),
-                "2 cores",
-                None,
-            );
-            report.insert(
-                "two_replicas",
-                json!({"run": two, "relative_to_one": relative}),
             );
         }
         for run in &rebalances {
-            let mut joins = 0;
             for h in run.handovers.iter().filter(|h| h.event != Event::Start) {
                 let what = match h.event {
-                    Event::Join => {
-                        joins += 1;
-                        if joins > 1 { "join again" } else { "join" }.to_string()
-                    }
                     Event::Kill => format!(
                         "kill -9 (session_timeout {} s)",
                         run.session_timeout_seconds
@@ -273,15 +287,148 @@ impl Bench {
         }
         report.insert(
             "replicas",
-            json!({"scaling": scaling, "relative_to_one_from": one,
+            json!({"events": self.args.replica_events, "groups": groups,
                    "rebalance": rebalances, "rebalance_rate": self.args.rebalance_rate,
                    "partitions": self.args.partitions}),
         );
         Ok(())
     }
 
-    /// A group of `n` replicas at a steady rate: `n - 1` start, one joins,
-    /// one leaves (SIGTERM), one joins again, one is killed (SIGKILL).
+    /// `n` replicas form their group on empty topics; then `--replica-events`
+    /// are produced and the group drains them. Rate and CPU (summed over
+    /// the replicas) from the first arrival to the last, so the group's
+    /// forming is not in the figures.
+    async fn group_drain(&self, n: usize) -> Result<GroupDrain, String> {
+        let label = format!("group{n}");
+        let setup = self.setup(&label, self.args.tenants)?;
+        let counts = self.receiver.counts.clone();
+        counts.reset(Behaviour::default());
+        let mut live = Vec::new();
+        let formed = self.form_group(&setup, n, &mut live).await;
+        let events = self.args.replica_events;
+        let drained = match formed {
+            Ok(formed) => {
+                eprintln!("{label}: formed in {formed:.1} s; draining {events} events");
+                let produce_started = Instant::now();
+                let produced = tokio::task::block_in_place(|| {
+                    self.produce_backlog(&setup.topics.events, self.args.tenants, events, &self.pad)
+                });
+                let produce_seconds = produce_started.elapsed().as_secs_f64();
+                let mut cpu_at_first: Option<Duration> = None;
+                let started = Instant::now();
+                while produced.is_ok()
+                    && counts.delivered.load(Relaxed) < events
+                    && started.elapsed() < DRAIN_LIMIT
+                {
+                    if cpu_at_first.is_none() && counts.delivered.load(Relaxed) > 0 {
+                        cpu_at_first = Some(live.iter().map(|m| m.replica.cpu(self.ticks)).sum());
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let cpu_at_end: Duration = live.iter().map(|m| m.replica.cpu(self.ticks)).sum();
+                let peak_rss_mib = live
+                    .iter()
+                    .map(|m| m.replica.peak_rss_mib())
+                    .fold(0.0, f64::max);
+                let partitions: Vec<usize> = assignment_at(&logged_changes(&live), unix_nanos())
+                    .values()
+                    .map(|owned| owned.len())
+                    .collect();
+                produced.map(|()| {
+                    (
+                        formed,
+                        produce_seconds,
+                        cpu_at_first,
+                        cpu_at_end,
+                        peak_rss_mib,
+                        partitions,
+                    )
+                })
+            }
+            Err(e) => Err(e),
+        };
+        for member in live {
+            member.replica.stop().await;
+        }
+        self.teardown(setup).await;
+        let (formed_seconds, produce_seconds, cpu_at_first, cpu_at_end, peak_rss_mib, partitions) =
+            drained?;
+        let deliveries = counts.delivered.load(Relaxed);
+        let window = match (*lock(&counts.first), *lock(&counts.last)) {
+            (Some(first), Some(last)) => last - first,
+            _ => Duration::ZERO,
+        };
+        let cpu = cpu_at_end.saturating_sub(cpu_at_first.unwrap_or_default());
+        let group = GroupDrain {
+            run: DeliveryRun {
+                replicas: n,
+                order: Order::Key,
+                deliveries,
+                expected: events,
+                seconds: window.as_secs_f64(),
+                per_second: per_second(deliveries, window),
+                cpu_us_per_delivery: cpu.as_secs_f64() * 1e6 / deliveries.max(1) as f64,
+                peak_rss_mib,
+                produce_seconds,
+                receiver_peak_in_flight: counts.peak_in_flight.load(Relaxed),
+            },
+            formed_seconds,
+            partitions_per_replica: partitions,
+        };
+        eprintln!("{label}: {group:?}");
+        Ok(group)
+    }
+
+    /// Starts `n` replicas (into `live`) and waits until their group is
+    /// formed: each has partitions (while there are enough), every
+    /// partition has one owner, and nothing changed for [`QUIET`]. Returns
+    /// the seconds that took.
+    async fn form_group(
+        &self,
+        setup: &Setup,
+        n: usize,
+        live: &mut Vec<Member>,
+    ) -> Result<f64, String> {
+        let started = Instant::now();
+        for i in 0..n {
+            let name = format!("r{i}");
+            let replica = self
+                .start_replica(setup, &name, &Order::Key.settings())
+                .map_err(|e| e.to_string())?;
+            live.push(Member { name, replica });
+        }
+        for member in live.iter_mut() {
+            member.replica.wait_ready(SETTLE_TIMEOUT).await?;
+        }
+        let partitions = i32::try_from(self.args.partitions).unwrap_or(i32::MAX);
+        while started.elapsed() < SETTLE_TIMEOUT {
+            let now = unix_nanos();
+            let logged = logged_changes(live);
+            let assignment = assignment_at(&logged, now);
+            let last_change = logged
+                .iter()
+                .filter_map(|(_, changes)| changes.last().map(|(at, _)| *at))
+                .max()
+                .unwrap_or(0);
+            let everyone = assignment.len() == n
+                && assignment
+                    .values()
+                    .all(|owned| !owned.is_empty() || n > self.args.partitions as usize);
+            if complete(&assignment, partitions)
+                && everyone
+                && now.saturating_sub(last_change) >= QUIET.as_nanos()
+            {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "a group of {n} did not form within {SETTLE_TIMEOUT:?}"
+        ))
+    }
+
+    /// A group of `n` replicas at a steady rate: they start, one leaves
+    /// (SIGTERM), one joins, one is killed (SIGKILL).
     async fn rebalance_run(&self, n: usize) -> Result<RebalanceRun, String> {
         let label = format!("reb{n}");
         let setup = self.setup(&label, self.args.tenants)?;
@@ -309,9 +456,8 @@ impl Bench {
         });
         let rate = self.args.rebalance_rate;
         eprintln!(
-            "{label}: {rate} events/s; {} replica(s), then join, SIGTERM, join, kill -9 \
+            "{label}: {rate} events/s; {n} replicas, then SIGTERM, join, kill -9 \
              (session_timeout {session_timeout:?}, heartbeat.interval.ms {})",
-            n - 1,
             heartbeat.as_millis()
         );
         let started = Instant::now();
@@ -450,7 +596,7 @@ impl Bench {
         let mut observed = Vec::new();
 
         let event_ns = unix_nanos();
-        for _ in 1..n {
+        for _ in 0..n {
             start(live)?;
         }
         for member in live.iter_mut() {
@@ -464,7 +610,7 @@ impl Bench {
         let start_event = (Event::Start, event_ns, timeout(Event::Start));
         observed.push(self.settle(live, &before, start_event, None).await);
 
-        for event in [Event::Join, Event::Leave, Event::Join, Event::Kill] {
+        for event in [Event::Leave, Event::Join, Event::Kill] {
             let before = assignment_at(&logged_changes(live), unix_nanos());
             let event_ns = unix_nanos();
             let newcomer = match event {
@@ -528,7 +674,9 @@ impl Bench {
                 .filter_map(|(_, changes)| changes.last().map(|(at, _)| *at))
                 .max()
                 .unwrap_or(0);
-            let joined = newcomer.is_none_or(|name| after.get(name).is_some_and(|p| !p.is_empty()));
+            let joined = newcomer.is_none_or(|name| after.get(name).is_some_and(|p| !p.is_empty()))
+                && (live.len() > self.args.partitions as usize
+                    || after.values().all(|owned| !owned.is_empty()));
             let quiet = now.saturating_sub(last_change) >= QUIET.as_nanos();
             let settled = complete(&after, partitions) && joined && quiet && {
                 let arrivals =
