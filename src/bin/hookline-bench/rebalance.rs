@@ -759,3 +759,39 @@ fn distinct_delivered(samples: &[LatencySample]) -> u64 {
         .collect::<std::collections::HashSet<_>>()
         .len() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(seq: u64, tenant: usize, produced_unix_ns: u128, latency_us: u64) -> LatencySample {
+        LatencySample {
+            produced_unix_ns,
+            seq,
+            tenant,
+            latency_us,
+        }
+    }
+
+    #[test]
+    fn arrivals_are_grouped_by_the_tenants_partition_and_sorted() {
+        let samples = [
+            sample(0, 0, 5_000, 2),
+            sample(1, 1, 1_000, 1),
+            sample(2, 2, 1_000, 1),
+            sample(3, 3, 1_000, 3),
+        ];
+        let by_partition = arrivals_by_partition(&samples, |t| (t % 2) as i32);
+        assert_eq!(
+            by_partition,
+            BTreeMap::from([(0, vec![2_000, 7_000]), (1, vec![2_000, 4_000])])
+        );
+    }
+
+    #[test]
+    fn distinct_deliveries_count_each_event_once() {
+        let samples = [sample(0, 0, 0, 1), sample(1, 1, 0, 1), sample(0, 0, 0, 9)];
+        assert_eq!(distinct_delivered(&samples), 2);
+        assert_eq!(distinct_delivered(&[]), 0);
+    }
+}
