@@ -466,7 +466,9 @@ impl Bench {
         let (produced, observed) = tokio::join!(
             self.produce_until(&setup.topics.events, rate, &stop),
             async {
-                let observed = self.handovers(&setup, n, session_timeout, &mut live).await;
+                let observed = self
+                    .handovers(&setup, n, (session_timeout, heartbeat), &mut live)
+                    .await;
                 stop.cancel();
                 observed
             }
@@ -577,7 +579,7 @@ impl Bench {
         &self,
         setup: &Setup,
         n: usize,
-        session_timeout: Duration,
+        (session_timeout, heartbeat): (Duration, Duration),
         live: &mut Vec<Member>,
     ) -> Result<Vec<Observed>, String> {
         let mut started = 0;
@@ -611,6 +613,11 @@ impl Bench {
         observed.push(self.settle(live, &before, start_event, None).await);
 
         for event in [Event::Leave, Event::Join, Event::Kill] {
+            // Members heartbeat every `heartbeat` from their last join, and
+            // hear of a rebalance with the next heartbeat. Settling takes a
+            // nearly fixed time, so without this pause every event would
+            // fall at the same point of that cycle.
+            tokio::time::sleep(phase(heartbeat)).await;
             let before = assignment_at(&logged_changes(live), unix_nanos());
             let event_ns = unix_nanos();
             let newcomer = match event {
@@ -749,6 +756,13 @@ impl Bench {
         producer.flush().map_err(|e| e.to_string())?;
         Ok(sent)
     }
+}
+
+/// A pause shorter than `cycle`, different each time (the clock's
+/// nanoseconds are as good as random for this).
+fn phase(cycle: Duration) -> Duration {
+    let nanos = cycle.as_nanos().max(1);
+    Duration::from_nanos(u64::try_from(unix_nanos() % nanos).unwrap_or(0))
 }
 
 /// Distinct events among the deliveries.
