@@ -18,6 +18,7 @@ mod kafka_roundtrip;
 mod key_order;
 mod outage;
 mod process;
+mod rebalance;
 mod recover_api;
 mod resume;
 mod rotation;

@@ -14,7 +14,9 @@
 //!   latency of its partition-mates against the other partitions' tenants;
 //! - `window`: the memory of a replica whose partitions' windows are full;
 //! - `restore`: a replica starting over a large tenants topic;
-//! - `replicas`: as throughput with two replicas on the same machine;
+//! - `replicas`: as throughput with 1, 2, 3 and 4 replicas on the same
+//!   machine, and in a group of each size at a steady rate, what a
+//!   replica joining, leaving (SIGTERM) and dying (`kill -9`) costs;
 //! - `dlq`: every endpoint answering 410, `delivery.transactional_dlq` off
 //!   against on: dead letters per second and CPU per dead letter;
 //! - `endpoints` (not in the default list): 10,000 hosts with realistic
@@ -22,9 +24,9 @@
 //!
 //! Layout: `delivery` (drains of pre-produced events and their reports),
 //! `steady` (a steady produce rate: latency and head of line), `window`,
-//! `restore`, `floor`, `dead_letters`;
+//! `restore`, `floor`, `dead_letters`, `rebalance` (the replica runs);
 //! `replica` runs `hookline`, `receiver` answers it, `kafka` produces;
-//! `stats` holds the pure helpers.
+//! `stats` and `handover` hold the pure helpers.
 //!
 //! A separate binary rather than a `harness = false` bench target because
 //! `cargo test --all-targets` builds and runs bench targets, and these runs
@@ -34,7 +36,9 @@ mod dead_letters;
 mod delivery;
 mod endpoints;
 mod floor;
+mod handover;
 mod kafka;
+mod rebalance;
 mod receiver;
 mod replica;
 mod restore;
@@ -110,6 +114,25 @@ struct Args {
     /// Events of each dead-letter run (all dead-lettered).
     #[arg(long, default_value_t = 2000)]
     dead_letter_events: u64,
+    /// Group sizes of the replica runs, comma-separated: throughput with
+    /// each, and the rebalance runs of those of two or more.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    replica_counts: Vec<u16>,
+    /// Events drained by each formed group of the replica runs.
+    #[arg(long, default_value_t = 100_000)]
+    replica_events: u64,
+    /// Events per second during the rebalance runs.
+    #[arg(long, default_value_t = 500)]
+    rebalance_rate: u64,
+    /// `kafka.session_timeout` of the rebalance runs' replicas: how long a
+    /// killed replica's partitions wait.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    session_timeout: Duration,
+    /// librdkafka's `heartbeat.interval.ms` of the rebalance runs'
+    /// replicas: how soon a member hears that the group rebalances.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
     /// Tenant records of the restore run.
     #[arg(long, default_value_t = 100_000)]
     restore_tenants: u64,
@@ -123,7 +146,8 @@ struct Args {
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
     /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
-    /// one window size, 10,000 tenants, 500 dead letters); not for
+    /// one window size, 10,000 tenants, 500 dead letters, groups of 1 and
+    /// 2 replicas draining 20,000 events); not for
     /// reported figures.
     #[arg(long)]
     quick: bool,
@@ -159,6 +183,8 @@ impl Args {
         self.window_mib.truncate(1);
         self.restore_tenants = self.restore_tenants.min(10_000);
         self.dead_letter_events = self.dead_letter_events.min(500);
+        self.replica_events = self.replica_events.min(20_000);
+        self.replica_counts.retain(|&n| n <= 2);
     }
 }
 
@@ -389,26 +415,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     if wants("replicas") {
-        let drain = Drain {
-            replicas: 2,
-            ..bench.drain("two", Order::Key)
-        };
-        let run = bench.delivery_run(&drain).await?;
-        let relative = healthy.as_ref().map(|h| run.per_second / h.per_second);
-        report.row(
-            "throughput, 2 replicas (key order)",
-            format!("{:.0} deliveries/s", run.per_second),
-        );
-        report.goal(
-            "2 replicas / 1 replica",
-            relative.map_or("-".into(), |r| format!("{r:.2}x")),
-            "2 cores",
-            None,
-        );
-        report.insert(
-            "two_replicas",
-            json!({"run": run, "relative_to_one": relative}),
-        );
+        bench.replica_runs(&mut report, healthy.as_ref()).await?;
     }
 
     if wants("dlq") {
