@@ -20,6 +20,7 @@ mod process;
 mod recover_api;
 mod resume;
 mod rotation;
+mod secure_kafka;
 mod security;
 mod setup_topics;
 mod soak;
