@@ -25,7 +25,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaType};
 
 use self::native::NativeError;
-use super::connection::{self, ConnectionFailure};
+use super::connection::{self, ConnectionFailure, METADATA_SLICE};
 use crate::config::KafkaConfig;
 use crate::topology::{Cluster, ObservedConfig, ObservedTopic, TopicSpec};
 
@@ -93,10 +93,6 @@ pub struct Admin {
     /// `sasl.username`, for the message of a refused password.
     user: Option<String>,
 }
-
-/// How long one metadata request waits before the client's errors are
-/// looked at for a failure that waiting longer cannot fix.
-const METADATA_SLICE: Duration = Duration::from_millis(500);
 
 impl Admin {
     /// Creates the client; nothing is sent to the cluster until a request.
@@ -307,14 +303,7 @@ impl Admin {
             {
                 return Err(failure.into());
             }
-            let waiting = matches!(
-                error,
-                KafkaError::MetadataFetch(
-                    RDKafkaErrorCode::OperationTimedOut
-                        | RDKafkaErrorCode::BrokerTransportFailure
-                        | RDKafkaErrorCode::AllBrokersDown
-                )
-            );
+            let waiting = matches!(error, KafkaError::MetadataFetch(code) if connection::still_connecting(code));
             if !waiting || Instant::now() >= deadline {
                 return Err(self.metadata_error(topic, error, client_errors));
             }

@@ -10,9 +10,12 @@
 //! with one line saying which setting to check.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
@@ -42,6 +45,22 @@ pub enum ConnectionFailure {
     },
 }
 
+/// How long one metadata request of a client's first contact waits before
+/// the client's errors are looked at again: a failure of this kind ends the
+/// wait within it, rather than at the request's timeout.
+pub(super) const METADATA_SLICE: Duration = Duration::from_millis(500);
+
+/// Whether a metadata request that failed with `code` may still succeed
+/// within its timeout: the brokers were not reached yet.
+pub(super) fn still_connecting(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+    )
+}
+
 /// The connection failure that a client error (`code`, `message` as
 /// librdkafka reports them) stands for, if it is one; `user` is the
 /// configured `sasl.username`.
@@ -61,8 +80,9 @@ pub fn classify(
     }
     // A refusal by the broker after our side of the handshake (TLS 1.3 lets
     // the server refuse the client's certificate only then) shows as an
-    // alert on the first read.
-    if let Some(reason) = openssl_reason(detail).filter(|r| r.contains("alert")) {
+    // alert on the first read; other TLS errors of a connection come as
+    // transport failures with OpenSSL's reason.
+    if let Some(reason) = openssl_reason(detail) {
         return Some(ConnectionFailure::Tls {
             broker,
             reason: reason.to_string(),
@@ -107,7 +127,8 @@ fn split_broker(message: &str) -> (String, &str) {
 fn openssl_reason(detail: &str) -> Option<&str> {
     let (_, rest) = detail.split_once("SSL routines:")?;
     let rest = rest.trim_start_matches(':');
-    let reason = rest.split(':').next().unwrap_or(rest).trim();
+    let reason = rest.split(':').next().unwrap_or(rest);
+    let reason = reason.split(" (after ").next().unwrap_or(reason).trim();
     (!reason.is_empty()).then_some(reason)
 }
 
@@ -134,12 +155,14 @@ fn tls_hint(reason: &str) -> &'static str {
 
 /// A client context that records the first [`ConnectionFailure`] among the
 /// client's errors. Other errors and librdkafka's logs go to the log as
-/// rdkafka's own context would send them. With `quiet` (a command that
-/// stops on the failure and reports it itself), the failure's own log lines
-/// go to debug, so that the command's error is the one line shown.
+/// rdkafka's own context would send them. While `quiet` (a client whose
+/// first contact stops on such a failure, which its caller reports), the
+/// failure's own log lines, and everything the client logs after it, go to
+/// debug, so that the caller's error is the one line shown; once connected,
+/// a refusal is logged like any error.
 pub struct WatchedContext {
     user: Option<String>,
-    quiet: bool,
+    quiet: AtomicBool,
     failure: watch::Sender<Option<Arc<ConnectionFailure>>>,
 }
 
@@ -147,9 +170,18 @@ impl WatchedContext {
     pub fn new(user: Option<&str>, quiet: bool) -> Self {
         Self {
             user: user.map(str::to_string),
-            quiet,
+            quiet: AtomicBool::new(quiet),
             failure: watch::Sender::new(None),
         }
+    }
+
+    /// The client got through: from now on a refusal is logged in full.
+    pub fn connected(&self) {
+        self.quiet.store(false, Ordering::Relaxed);
+    }
+
+    fn quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
     }
 
     /// Resolves with the first connection failure, once there is one.
@@ -180,7 +212,10 @@ impl ClientContext for WatchedContext {
             Some((thread, rest)) if thread.starts_with("[thrd:") => rest,
             _ => message,
         };
-        if self.quiet && classify(RDKafkaErrorCode::Fail, logged, None).is_some() {
+        // Once the failure is recorded, the client's caller is about to
+        // report it and drop the client: what it logs until then is noise.
+        let failed = self.failure.borrow().is_some();
+        if self.quiet() && (failed || classify(RDKafkaErrorCode::Fail, logged, None).is_some()) {
             tracing::debug!(target: "librdkafka", facility, "{message}");
             return;
         }
@@ -202,15 +237,18 @@ impl ClientContext for WatchedContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
         let failed = self.record(code, reason);
-        // Once the failure is recorded, "all brokers are down" only repeats it.
-        let repeated = code == RDKafkaErrorCode::AllBrokersDown && self.failure.borrow().is_some();
-        if self.quiet && (failed || repeated) {
+        // Once the failure is recorded, the other errors only repeat it.
+        if self.quiet() && (failed || self.failure.borrow().is_some()) {
             tracing::debug!(target: "rdkafka::client", error = %error, "{reason}");
         } else {
             tracing::error!(target: "rdkafka::client", "librdkafka: {error}: {reason}");
         }
     }
 }
+
+/// The readers that assign partitions themselves join no group: nothing
+/// of a consumer's own context is needed.
+impl ConsumerContext for WatchedContext {}
 
 #[cfg(test)]
 mod tests {
@@ -271,6 +309,36 @@ mod tests {
             "kafka: TLS handshake with 127.0.0.1:9795 failed: ssl/tls alert bad certificate \
              (check ssl.certificate.location and ssl.key.location: the broker refused the \
              client certificate)"
+        );
+    }
+
+    #[test]
+    fn a_transport_failure_with_a_tls_reason_is_a_tls_failure() {
+        let failure = classify(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "sasl_ssl://127.0.0.1:9794/bootstrap: error:0A000086:SSL routines::certificate \
+             verify failed (after 5ms in state SSL_HANDSHAKE)",
+            None,
+        )
+        .unwrap();
+        assert!(
+            failure
+                .to_string()
+                .starts_with("kafka: TLS handshake with 127.0.0.1:9794 failed: certificate verify failed (check ssl.ca.location"),
+            "{failure}"
+        );
+        // TLS spoken to a listener that does not speak it.
+        let failure = classify(
+            RDKafkaErrorCode::BrokerTransportFailure,
+            "ssl://127.0.0.1:9092/bootstrap: SSL handshake failed: error:0A00010B:SSL \
+             routines::wrong version number (after 2ms in state SSL_HANDSHAKE)",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            failure.to_string(),
+            "kafka: TLS handshake with 127.0.0.1:9092 failed: wrong version number \
+             (check security.protocol and the ssl.* properties)"
         );
     }
 

@@ -258,15 +258,21 @@ async fn succeeds(what: &str, command: Command) -> String {
 }
 
 /// Runs a command that must fail on its Kafka connection: exit 1, and its
-/// last line on stderr is the one-line error starting with `error_start`.
+/// last line on stderr is the one-line error starting with `error_start`;
+/// librdkafka's `reason` for it is in that line only (not logged besides).
 /// No `secret` anywhere in the output.
-async fn refused(what: &str, command: Command, error_start: &str, secret: &str) {
+async fn refused(what: &str, command: Command, error_start: &str, reason: &str, secret: &str) {
     let (code, stdout, stderr) = finish(command).await;
     assert_eq!(code, Some(1), "{what}:\n{stdout}\n{stderr}");
     let last = stderr.trim_end().lines().last().unwrap_or_default();
     assert!(
-        last.starts_with(error_start),
-        "{what}: the last line is not `{error_start}…`:\n{stderr}"
+        last.starts_with(error_start) && last.contains(reason),
+        "{what}: the last line is not `{error_start}…{reason}…`:\n{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(reason).count(),
+        1,
+        "{what}: `{reason}` is logged besides the error:\n{stderr}"
     );
     assert!(
         !stdout.contains(secret) && !stderr.contains(secret),
@@ -448,6 +454,8 @@ async fn sasl_ssl_and_mtls_configured_as_the_guide_shows() {
         ],
         &["run"],
         &["api", "--listen", "127.0.0.1:0"],
+        &["tenants", "get", "acme"],
+        &["dlq", "stats"],
     ] {
         let mut args = args.to_vec();
         let public_key = dir.path().join("sasl/public.pem");
@@ -458,6 +466,7 @@ async fn sasl_ssl_and_mtls_configured_as_the_guide_shows() {
             &format!("wrong password: {args:?}"),
             setup.command(&wrong_config, &args),
             &sasl_refused,
+            "invalid credentials",
             wrong_password,
         )
         .await;
@@ -466,11 +475,12 @@ async fn sasl_ssl_and_mtls_configured_as_the_guide_shows() {
         &dir.path().join("stranger.toml"),
         &sasl(&password_file, &stranger_ca),
     );
-    for args in [&["setup-topics"][..], &["run"]] {
+    for args in [&["setup-topics"][..], &["run"], &["tenants", "get", "acme"]] {
         refused(
             &format!("a CA that did not sign the broker: {args:?}"),
             setup.command(&stranger_config, args),
             "error: kafka: TLS handshake with 127.0.0.1:",
+            "certificate verify failed",
             SCRAM_PASSWORD,
         )
         .await;
@@ -516,11 +526,12 @@ async fn sasl_ssl_and_mtls_configured_as_the_guide_shows() {
         &dir.path().join("mtls-stranger.toml"),
         &mtls(&stranger_cert, &stranger_key),
     );
-    for args in [&["setup-topics"][..], &["run"]] {
+    for args in [&["setup-topics"][..], &["run"], &["tenants", "get", "acme"]] {
         refused(
             &format!("a client certificate the broker refuses: {args:?}"),
             mtls_setup.command(&refused_config, args),
             "error: kafka: TLS handshake with 127.0.0.1:",
+            "alert bad certificate",
             "PRIVATE KEY",
         )
         .await;
