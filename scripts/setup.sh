@@ -41,6 +41,8 @@ if [[ $what == test ]]; then
     need mvn maven
     need node nodejs
     need npm npm
+    # The secure test broker's throw-away CA and certificates.
+    need openssl openssl
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 fi
 # One package may provide several commands.

@@ -32,7 +32,7 @@ pub async fn run(args: SendArgs, config: &Config) -> Result<ExitCode> {
     }
 
     let (topology, _) = super::load_topology(None, config)?;
-    let producer = AckedProducer::new(&config.kafka, Duration::from_secs(30))?;
+    let producer = AckedProducer::for_command(&config.kafka, Duration::from_secs(30))?;
     let ack = producer
         .send(&topology.events.name, args.tenant.as_bytes(), Some(&value))
         .await?;

@@ -133,7 +133,7 @@ async fn put(args: TenantPutArgs, config: &Config, topic: &str) -> Result<ExitCo
         .with_context(|| format!("tenant `{}`", args.id))?;
     let value = serde_json::to_vec(&record).context("encoding the tenant record")?;
 
-    let producer = AckedProducer::new(&config.kafka, WRITE_TIMEOUT)?;
+    let producer = AckedProducer::for_command(&config.kafka, WRITE_TIMEOUT)?;
     producer
         .send(topic, args.id.as_bytes(), Some(&value))
         .await?;
@@ -226,7 +226,7 @@ async fn delete(id: &str, config: &Config, topic: &str) -> Result<ExitCode> {
     if table.get(id).is_none() {
         bail!("tenant `{id}` does not exist");
     }
-    let producer = AckedProducer::new(&config.kafka, WRITE_TIMEOUT)?;
+    let producer = AckedProducer::for_command(&config.kafka, WRITE_TIMEOUT)?;
     producer.send(topic, id.as_bytes(), None).await?;
     println!("tenant {id} deleted");
     Ok(ExitCode::SUCCESS)

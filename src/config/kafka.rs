@@ -24,6 +24,13 @@ const MANAGED_KAFKA_PROPERTIES: &[&str] = &[
     "session.timeout.ms",
 ];
 
+/// A property whose key ends with this names a file that holds the value of
+/// the property without it: `"sasl.password_file" = "/run/secrets/kafka"`
+/// sets `sasl.password` to the file's text, so that a secret mounted as a
+/// file (Kubernetes, Docker) never has to be written into the
+/// configuration. No librdkafka property name ends with it.
+const FILE_SUFFIX: &str = "_file";
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list of brokers to bootstrap from; not
@@ -119,15 +126,35 @@ impl Raw {
         if self.admin_timeout.is_zero() {
             return Err(at.invalid("kafka.admin_timeout", "must be above zero"));
         }
+        let given: BTreeMap<String, String> = self
+            .properties
+            .into_iter()
+            .map(|(key, value)| (key, value.into_string()))
+            .collect();
         let mut properties = BTreeMap::new();
-        for (key, value) in self.properties {
-            if MANAGED_KAFKA_PROPERTIES.contains(&key.as_str()) {
-                return Err(at.invalid_at(
-                    &["kafka", "properties", &key],
-                    "is managed by hookline and cannot be set here",
-                ));
+        for (key, value) in &given {
+            let at_key = |problem: String| at.invalid_at(&["kafka", "properties", key], problem);
+            let Some(name) = key.strip_suffix(FILE_SUFFIX) else {
+                if MANAGED_KAFKA_PROPERTIES.contains(&key.as_str()) {
+                    return Err(at_key(
+                        "is managed by hookline and cannot be set here".into(),
+                    ));
+                }
+                properties.insert(key.clone(), value.clone());
+                continue;
+            };
+            if name.is_empty() || MANAGED_KAFKA_PROPERTIES.contains(&name) {
+                return Err(at_key(format!(
+                    "names no property hookline passes on (`{name}`)"
+                )));
             }
-            properties.insert(key, value.into_string());
+            if given.contains_key(name) {
+                return Err(at_key(format!(
+                    "`{name}` is set too; give the value or the file, not both"
+                )));
+            }
+            let text = read_property_file(value).map_err(at_key)?;
+            properties.insert(name.to_string(), text);
         }
         Ok(KafkaConfig {
             bootstrap_servers: self.bootstrap_servers,
@@ -138,6 +165,19 @@ impl Raw {
             properties: KafkaProperties(properties),
         })
     }
+}
+
+/// The value of a `*_file` property: the file's text without its trailing
+/// line break. Problems name the file, never its content.
+fn read_property_file(path: &str) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file {path}: {e}"))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("the file {path} is not UTF-8 text"))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(format!("the file {path} is empty"));
+    }
+    Ok(value.to_string())
 }
 
 #[cfg(test)]
@@ -221,5 +261,143 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("<redacted>"));
+    }
+}
+
+#[cfg(test)]
+mod file_property_tests {
+    use std::io::Write;
+
+    use crate::config::testing::{err, err_env, load, load_env, printed};
+
+    fn secret_file(contents: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_file_property_sets_the_property_from_the_file_without_its_line_break() {
+        let file = secret_file(b"s3cret-pass\n");
+        let config = load(&format!(
+            "[kafka.properties]\n\"sasl.password_file\" = {:?}\n",
+            file.path()
+        ))
+        .unwrap();
+        let props = &config.kafka.properties;
+        assert_eq!(props.get("sasl.password"), Some("s3cret-pass"));
+        assert_eq!(props.get("sasl.password_file"), None);
+        // Still redacted: the value came from a file, the key says secret.
+        assert!(!format!("{config:?}").contains("s3cret-pass"));
+    }
+
+    #[test]
+    fn only_trailing_line_breaks_are_trimmed() {
+        let file = secret_file(b" pass word \r\n\n");
+        let config = load(&format!(
+            "[kafka.properties]\n\"sasl.password_file\" = {:?}\n",
+            file.path()
+        ))
+        .unwrap();
+        assert_eq!(
+            config.kafka.properties.get("sasl.password"),
+            Some(" pass word ")
+        );
+    }
+
+    #[test]
+    fn a_file_property_from_the_environment() {
+        let file = secret_file(b"from-env\n");
+        let path = file.path().to_str().unwrap();
+        let config = load_env(
+            "",
+            &[("HOOKLINE__KAFKA__PROPERTIES__SASL.PASSWORD_FILE", path)],
+        )
+        .unwrap();
+        assert_eq!(
+            config.kafka.properties.get("sasl.password"),
+            Some("from-env")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_names_the_key_and_the_path() {
+        let e =
+            err("[kafka.properties]\n\"sasl.password_file\" = \"/nonexistent/kafka-password\"\n");
+        assert!(e.contains("kafka.properties.\"sasl.password_file\""), "{e}");
+        assert!(
+            e.contains("cannot read the file /nonexistent/kafka-password"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_file_from_the_environment_names_the_variable() {
+        let e = err_env(&[(
+            "HOOKLINE__KAFKA__PROPERTIES__SASL.PASSWORD_FILE",
+            "/nonexistent/kafka-password",
+        )]);
+        assert!(
+            e.starts_with("environment variable HOOKLINE__KAFKA__PROPERTIES__SASL.PASSWORD_FILE: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_value_and_a_file_for_one_property_are_refused() {
+        let file = secret_file(b"from-file\n");
+        let e = err(&format!(
+            "[kafka.properties]\n\"sasl.password\" = \"inline-secret\"\n\"sasl.password_file\" = {:?}\n",
+            file.path()
+        ));
+        assert!(e.contains("kafka.properties.\"sasl.password_file\""), "{e}");
+        assert!(e.contains("is set too"), "{e}");
+        assert!(
+            !e.contains("inline-secret") && !e.contains("from-file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_value_in_the_file_and_a_file_in_the_environment_are_refused() {
+        let file = secret_file(b"from-file\n");
+        let result = load_env(
+            "[kafka.properties]\n\"sasl.password\" = \"inline-secret\"\n",
+            &[(
+                "HOOKLINE__KAFKA__PROPERTIES__SASL.PASSWORD_FILE",
+                file.path().to_str().unwrap(),
+            )],
+        );
+        let e = printed(result.unwrap_err());
+        assert!(e.contains("is set too"), "{e}");
+        assert!(!e.contains("inline-secret"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_or_binary_file_is_refused_without_its_content() {
+        let empty = secret_file(b"\n");
+        let e = err(&format!(
+            "[kafka.properties]\n\"sasl.password_file\" = {:?}\n",
+            empty.path()
+        ));
+        assert!(e.contains("is empty"), "{e}");
+        let binary = secret_file(b"\xff\xfesecret");
+        let e = err(&format!(
+            "[kafka.properties]\n\"ssl.key.password_file\" = {:?}\n",
+            binary.path()
+        ));
+        assert!(e.contains("not UTF-8"), "{e}");
+        assert!(!e.contains("secret\""), "{e}");
+    }
+
+    #[test]
+    fn a_file_for_a_managed_property_is_refused() {
+        let file = secret_file(b"other\n");
+        let e = err(&format!(
+            "[kafka.properties]\n\"group.id_file\" = {:?}\n",
+            file.path()
+        ));
+        assert!(e.contains("kafka.properties.\"group.id_file\""), "{e}");
     }
 }

@@ -18,13 +18,14 @@ mod native;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaType};
 
 use self::native::NativeError;
+use super::connection::{self, ConnectionFailure, METADATA_SLICE};
 use crate::config::KafkaConfig;
 use crate::topology::{Cluster, ObservedConfig, ObservedTopic, TopicSpec};
 
@@ -48,6 +49,10 @@ pub enum AdminError {
         /// What librdkafka said about the failed connections, if anything.
         cause: Option<String>,
     },
+    /// The broker refused the credentials, or the TLS handshake failed: no
+    /// retry fixes it, the configuration must change.
+    #[error(transparent)]
+    Connection(#[from] ConnectionFailure),
     /// Authentication failed or an ACL denies the request.
     #[error(
         "Kafka denied {operation}: {message} (check the credentials and ACLs of hookline's principal)"
@@ -85,6 +90,8 @@ pub struct Admin {
     client: Arc<Client<DefaultClientContext>>,
     bootstrap: String,
     timeout: Duration,
+    /// `sasl.username`, for the message of a refused password.
+    user: Option<String>,
 }
 
 impl Admin {
@@ -112,6 +119,7 @@ impl Admin {
             client: Arc::new(client),
             bootstrap: config.bootstrap_servers.clone(),
             timeout: config.admin_timeout,
+            user: config.properties.get("sasl.username").map(str::to_string),
         })
     }
 
@@ -207,10 +215,7 @@ impl Admin {
             // One metadata request per topic: a request for all topics would
             // silently leave out those hookline may not describe, which
             // would then look missing instead of denied.
-            let metadata = self
-                .client
-                .fetch_metadata(Some(topic), self.timeout)
-                .map_err(|e| self.metadata_error(topic, e))?;
+            let metadata = self.fetch_metadata(topic)?;
             cluster.brokers = metadata.brokers().len();
             let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
                 continue;
@@ -275,10 +280,45 @@ impl Admin {
         Ok(cluster)
     }
 
+    /// The metadata of `topic`, within the admin timeout. The request is
+    /// made in slices, looking at the client's errors after each: a refused
+    /// password or a failed TLS handshake ends the wait at once, since
+    /// librdkafka would only keep reconnecting until the timeout.
+    fn fetch_metadata(&self, topic: &str) -> Result<rdkafka::metadata::Metadata, AdminError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut client_errors = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match self
+                .client
+                .fetch_metadata(Some(topic), left.min(METADATA_SLICE))
+            {
+                Ok(metadata) => return Ok(metadata),
+                Err(error) => error,
+            };
+            client_errors.extend(native::drain_client_errors(&self.client));
+            if let Some(failure) = client_errors
+                .iter()
+                .find_map(|e| connection::classify(e.code, &e.message, self.user.as_deref()))
+            {
+                return Err(failure.into());
+            }
+            let waiting = matches!(error, KafkaError::MetadataFetch(code) if connection::still_connecting(code));
+            if !waiting || Instant::now() >= deadline {
+                return Err(self.metadata_error(topic, error, client_errors));
+            }
+        }
+    }
+
     /// A failed metadata request is how an unreachable cluster shows; the
     /// client's queued errors say why (refused connection, failed TLS or
     /// SASL handshake).
-    fn metadata_error(&self, topic: &str, error: KafkaError) -> AdminError {
+    fn metadata_error(
+        &self,
+        topic: &str,
+        error: KafkaError,
+        client_errors: Vec<NativeError>,
+    ) -> AdminError {
         let code = match error {
             KafkaError::MetadataFetch(code) => code,
             other => {
@@ -288,7 +328,6 @@ impl Admin {
                 };
             }
         };
-        let client_errors = native::drain_client_errors(&self.client);
         if let Some(denied) = client_errors.iter().find(|e| is_denied(e.code)) {
             return AdminError::Denied {
                 operation: "the connection".into(),

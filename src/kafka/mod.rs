@@ -4,6 +4,8 @@
 //!
 //! - [`admin`]: observes and changes topics, for `setup-topics` and the
 //!   start-up check of `run`.
+//! - [`connection`]: connections refused for their credentials or TLS
+//!   settings, told apart from an unreachable cluster.
 //! - [`group`]: the events consumer: group membership, per-partition
 //!   queues, offsets stored only when told.
 //! - [`mock`]: librdkafka's in-process mock cluster, for `hookline demo`.
@@ -18,6 +20,7 @@
 //!   one transaction, fenced by the consumer group.
 
 pub mod admin;
+pub mod connection;
 pub mod group;
 pub mod mock;
 pub mod producer;

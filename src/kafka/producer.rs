@@ -4,19 +4,26 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::sync::watch;
 
+use super::connection::{ConnectionFailure, WatchedContext};
 use crate::config::KafkaConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     #[error("cannot create a producer: {0}")]
     Client(#[source] KafkaError),
+    /// The broker refused the credentials or the TLS handshake failed
+    /// (only for a producer made with [`AckedProducer::for_command`]).
+    #[error("{0}")]
+    Connection(Arc<ConnectionFailure>),
     #[error("writing to `{topic}` failed: {source}")]
     Write {
         topic: String,
@@ -35,14 +42,38 @@ pub struct Acknowledged {
 /// An idempotent producer with `acks=all`.
 #[derive(Clone)]
 pub struct AckedProducer {
-    inner: FutureProducer,
+    inner: FutureProducer<WatchedContext>,
     timeout: Duration,
+    /// The first connection refused for its credentials or TLS settings.
+    failures: watch::Receiver<Option<Arc<ConnectionFailure>>>,
+    /// Whether [`AckedProducer::send_record`] stops at such a failure.
+    fail_fast: bool,
 }
 
 impl AckedProducer {
     /// `timeout` bounds how long one send may wait for its acknowledgement,
-    /// retries included (librdkafka's `message.timeout.ms`).
+    /// retries included (librdkafka's `message.timeout.ms`). A connection
+    /// that fails is retried until then, whatever the reason: a replica
+    /// keeps its records while, say, a rotated password reaches it.
     pub fn new(config: &KafkaConfig, timeout: Duration) -> Result<Self, ProduceError> {
+        Self::create(config, timeout, false)
+    }
+
+    /// For a command that writes and exits: a send stops at once with a
+    /// [`ProduceError::Connection`] when the broker refuses the
+    /// credentials or the TLS handshake fails, instead of waiting for its
+    /// timeout, and that failure is left for the command to report.
+    pub fn for_command(config: &KafkaConfig, timeout: Duration) -> Result<Self, ProduceError> {
+        Self::create(config, timeout, true)
+    }
+
+    fn create(
+        config: &KafkaConfig,
+        timeout: Duration,
+        fail_fast: bool,
+    ) -> Result<Self, ProduceError> {
+        let context = WatchedContext::new(config.properties.get("sasl.username"), fail_fast);
+        let failures = context.failures();
         let inner = super::client_config(config)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -54,9 +85,14 @@ impl AckedProducer {
             // topic's `max.message.bytes` on the broker is the limit that
             // counts; this only lifts the client's own, to its maximum.
             .set("message.max.bytes", "1000000000")
-            .create()
+            .create_with_context(context)
             .map_err(ProduceError::Client)?;
-        Ok(Self { inner, timeout })
+        Ok(Self {
+            inner,
+            timeout,
+            failures,
+            fail_fast,
+        })
     }
 
     /// Writes one record and returns once the broker acknowledged it.
@@ -80,9 +116,22 @@ impl AckedProducer {
         value: Option<&[u8]>,
         headers: &[(&str, Option<&[u8]>)],
     ) -> Result<Acknowledged, ProduceError> {
-        self.enqueue_record(topic, None, key, value, headers)
-            .await?
-            .await
+        let pending = self
+            .enqueue_record(topic, None, key, value, headers)
+            .await?;
+        if !self.fail_fast {
+            return pending.await;
+        }
+        let mut failures = self.failures.clone();
+        tokio::select! {
+            acknowledged = pending => acknowledged,
+            // The sender lives in the producer's context, which `self` holds:
+            // the watch cannot close while this waits.
+            Ok(failure) = failures.wait_for(Option::is_some) => {
+                let failure = failure.clone().expect("wait_for saw Some");
+                Err(ProduceError::Connection(failure))
+            }
+        }
     }
 
     /// Hands a record to the producer and returns as soon as it is queued,

@@ -13,12 +13,13 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::reading;
+use super::connection::ConnectionFailure;
+use super::reading::{self, MetadataError, ReadingConsumer};
 use super::record::{Record, RecordParts};
 use crate::config::KafkaConfig;
 
@@ -36,6 +37,9 @@ pub enum RangeReaderError {
     Client(#[source] KafkaError),
     #[error("topic `{topic}` does not exist (run `hookline setup-topics`)")]
     MissingTopic { topic: String },
+    /// The broker refused the credentials or the TLS handshake failed.
+    #[error("{0}")]
+    Connection(Arc<ConnectionFailure>),
     #[error("cannot reach the Kafka cluster to read `{topic}`: {source}")]
     Metadata {
         topic: String,
@@ -74,7 +78,7 @@ pub enum StartAt {
 /// A consumer assigned to the partitions of one topic, each over the range
 /// of offsets it reads.
 pub struct RangeReader {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<ReadingConsumer>,
     topic: Arc<str>,
     group: String,
     ranges: BTreeMap<i32, Range<i64>>,
@@ -96,7 +100,7 @@ impl RangeReader {
         start: StartAt,
         timeout: Duration,
     ) -> Result<Self, RangeReaderError> {
-        let consumer: StreamConsumer = reading::assigning_consumer(config, group)
+        let client = reading::assigning_consumer(config, group)
             // An offset that retention removed since it was committed reads
             // from the oldest record still there.
             .set("auto.offset.reset", "earliest")
@@ -105,8 +109,8 @@ impl RangeReader {
             // committed records are read. librdkafka's default, said here
             // because replay and the listings depend on it.
             .set("isolation.level", "read_committed")
-            .create()
-            .map_err(RangeReaderError::Client)?;
+            .clone();
+        let consumer = reading::create(config, &client).map_err(RangeReaderError::Client)?;
         let consumer = Arc::new(consumer);
         let metadata_error = |source| RangeReaderError::Metadata {
             topic: topic.to_string(),
@@ -114,7 +118,10 @@ impl RangeReader {
         };
         let partitions = reading::partitions_of(&consumer, topic, timeout)
             .await
-            .map_err(metadata_error)?
+            .map_err(|error| match error {
+                MetadataError::Kafka(source) => metadata_error(source),
+                MetadataError::Connection(failure) => RangeReaderError::Connection(failure),
+            })?
             .ok_or_else(|| RangeReaderError::MissingTopic {
                 topic: topic.to_string(),
             })?;
@@ -293,7 +300,7 @@ impl RangeReader {
 /// The offsets `group` committed on `topic`, by partition; partitions
 /// without one are left out.
 async fn committed(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<ReadingConsumer>,
     topic: &str,
     group: &str,
     partitions: &[i32],

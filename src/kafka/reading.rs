@@ -5,13 +5,37 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset};
 
+use super::connection::{self, ConnectionFailure, METADATA_SLICE, WatchedContext};
 use crate::config::KafkaConfig;
+
+/// The consumer of the readers; its context notices a connection refused
+/// for its credentials or TLS settings.
+pub(super) type ReadingConsumer = StreamConsumer<WatchedContext>;
+
+/// Why the partitions of a topic could not be found.
+pub(super) enum MetadataError {
+    Kafka(KafkaError),
+    /// The broker refused the credentials or the TLS handshake failed.
+    Connection(Arc<ConnectionFailure>),
+}
+
+/// Creates a reading consumer from `client` (made by
+/// [`assigning_consumer`]).
+pub(super) fn create(
+    config: &KafkaConfig,
+    client: &ClientConfig,
+) -> Result<ReadingConsumer, KafkaError> {
+    client.create_with_context(WatchedContext::new(
+        config.properties.get("sasl.username"),
+        true,
+    ))
+}
 
 /// How long one watermark request may take.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,18 +71,61 @@ pub(super) fn assigning_consumer(config: &KafkaConfig, group: &str) -> ClientCon
 }
 
 /// The partitions of `topic`, or `None` when the cluster does not know the
-/// topic. `timeout` bounds the metadata request.
+/// topic. `timeout` bounds the metadata request; a connection refused for
+/// its credentials or TLS settings ends it at once. It must be the first
+/// request of a reader, made before anything is assigned.
 pub(super) async fn partitions_of(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<ReadingConsumer>,
     topic: &str,
     timeout: Duration,
-) -> Result<Option<Vec<i32>>, KafkaError> {
-    let consumer = consumer.clone();
-    let name = topic.to_string();
-    let metadata =
-        tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&name), timeout))
-            .await
-            .expect("the metadata request does not panic")?;
+) -> Result<Option<Vec<i32>>, MetadataError> {
+    let mut failures = consumer.context().failures();
+    let deadline = Instant::now() + timeout;
+    // In slices, so that the blocking thread is free soon after a failure.
+    let fetch = async {
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(METADATA_SLICE);
+            let fetching = consumer.clone();
+            let name = topic.to_string();
+            let fetched =
+                tokio::task::spawn_blocking(move || fetching.fetch_metadata(Some(&name), slice))
+                    .await
+                    .expect("the metadata request does not panic");
+            match fetched {
+                Err(KafkaError::MetadataFetch(code))
+                    if connection::still_connecting(code) && Instant::now() < deadline => {}
+                fetched => return fetched,
+            }
+        }
+    };
+    // The client's errors reach its context only when its queue is
+    // served. Nothing is assigned before this first request, so serving it
+    // takes no record: it holds only errors and logs.
+    let serve = async {
+        loop {
+            let _ = consumer.recv().await;
+        }
+    };
+    let metadata = tokio::select! {
+        never = serve => never,
+        fetched = fetch => match fetched {
+            Ok(metadata) => metadata,
+            // A failure seen as the last slice ended says more than it.
+            Err(error) => {
+                let failure = consumer.context().failures().borrow().clone();
+                return Err(failure.map_or(MetadataError::Kafka(error), MetadataError::Connection));
+            }
+        },
+        // The sender lives in the consumer's context, which `consumer`
+        // holds: the watch cannot close while this waits.
+        Ok(failure) = failures.wait_for(Option::is_some) => {
+            let failure = failure.clone().expect("wait_for saw Some");
+            return Err(MetadataError::Connection(failure));
+        }
+    };
+    consumer.context().connected();
     Ok(metadata
         .topics()
         .iter()
@@ -69,7 +136,7 @@ pub(super) async fn partitions_of(
 
 /// `(low, high)` watermarks of each of `partitions`.
 pub(super) async fn watermarks(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<ReadingConsumer>,
     topic: &str,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, (i64, i64)>, KafkaError> {
@@ -96,7 +163,7 @@ pub(super) async fn watermarks(
 /// markers occupy offsets that are never delivered, so the last record of a
 /// partition may sit well below its high watermark.
 pub(super) fn drop_caught_up(
-    consumer: &StreamConsumer,
+    consumer: &ReadingConsumer,
     topic: &str,
     pending: &mut BTreeMap<i32, i64>,
 ) -> Result<Vec<i32>, KafkaError> {

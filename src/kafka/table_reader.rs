@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::reading;
+use super::connection::ConnectionFailure;
+use super::reading::{self, MetadataError, ReadingConsumer};
 use crate::config::KafkaConfig;
 
 /// How long [`TableReader::connect`] waits for the cluster to answer the
@@ -36,6 +37,9 @@ pub enum TableReaderError {
     Client(#[source] KafkaError),
     #[error("topic `{topic}` does not exist (run `hookline setup-topics`)")]
     MissingTopic { topic: String },
+    /// The broker refused the credentials or the TLS handshake failed.
+    #[error("{0}")]
+    Connection(Arc<ConnectionFailure>),
     #[error("cannot reach the Kafka cluster to read `{topic}`: {source}")]
     Metadata {
         topic: String,
@@ -91,7 +95,7 @@ pub struct RestoreSummary {
 /// A consumer assigned to every partition of one topic, outside any consumer
 /// group: each replica reads the whole table and commits nothing.
 pub struct TableReader {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<ReadingConsumer>,
     topic: String,
     partitions: Vec<i32>,
 }
@@ -107,16 +111,18 @@ impl TableReader {
         // The group is never joined and nothing is committed to it: every
         // replica reads the whole table.
         let group = format!("{}.table-reader", config.group_id);
-        let consumer: StreamConsumer = reading::assigning_consumer(config, &group)
-            .create()
+        let consumer = reading::create(config, &reading::assigning_consumer(config, &group))
             .map_err(TableReaderError::Client)?;
         let consumer = Arc::new(consumer);
 
         let partitions = reading::partitions_of(&consumer, topic, timeout)
             .await
-            .map_err(|source| TableReaderError::Metadata {
-                topic: topic.to_string(),
-                source,
+            .map_err(|error| match error {
+                MetadataError::Kafka(source) => TableReaderError::Metadata {
+                    topic: topic.to_string(),
+                    source,
+                },
+                MetadataError::Connection(failure) => TableReaderError::Connection(failure),
             })?
             .ok_or_else(|| TableReaderError::MissingTopic {
                 topic: topic.to_string(),

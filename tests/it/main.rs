@@ -22,6 +22,7 @@ mod rebalance;
 mod recover_api;
 mod resume;
 mod rotation;
+mod secure_kafka;
 mod security;
 mod setup_topics;
 mod soak;
