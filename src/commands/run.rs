@@ -29,12 +29,15 @@ use crate::delivery::runner::{self, ReplicaState, Topics};
 use crate::kafka::admin::Admin;
 use crate::telemetry::metrics;
 use crate::telemetry::server::{self, Endpoints};
+use crate::tenants::TenantTable;
 use crate::topology::{Topology, verify_ready};
 
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
     let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
     let admin = Admin::new(&config.kafka)?;
-    let state = ReplicaState::default();
+    let state = ReplicaState::with_table(TenantTable::with_prepared_capacity(
+        config.delivery.prepared_tenants,
+    ));
     let stop_telemetry = CancellationToken::new();
     let shutdown = CancellationToken::new();
     // A second signal exits at once; offsets not yet committed are

@@ -374,6 +374,7 @@ mod tests {
             suspend_after: 3,
             suspension_probe_interval: Duration::from_secs(300),
             transactional_dlq: false,
+            prepared_tenants: 50_000,
         }
     }
 

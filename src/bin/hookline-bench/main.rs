@@ -107,9 +107,13 @@ struct Args {
     /// Events of each dead-letter run (all dead-lettered).
     #[arg(long, default_value_t = 2000)]
     dead_letter_events: u64,
-    /// Tenant records of the restore run.
+    /// Tenant records of the restore runs, comma-separated: one run each.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    restore_tenants: Vec<u64>,
+    /// Tenants of each restore run that then get one delivery each, for
+    /// the memory of active tenants.
     #[arg(long, default_value_t = 100_000)]
-    restore_tenants: u64,
+    restore_active: u64,
     /// Times the throughput and isolation runs are repeated, alternately
     /// (medians are reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
@@ -120,7 +124,7 @@ struct Args {
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
     /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
-    /// one window size, 10,000 tenants, 500 dead letters); not for
+    /// one window size, 10,000 tenants restored, 500 dead letters); not for
     /// reported figures.
     #[arg(long)]
     quick: bool,
@@ -152,7 +156,8 @@ impl Args {
         self.window_events = self.window_events.min(2_000);
         self.window_secs = self.window_secs.min(3);
         self.window_mib.truncate(1);
-        self.restore_tenants = self.restore_tenants.min(10_000);
+        self.restore_tenants = vec![10_000];
+        self.restore_active = self.restore_active.min(1_000);
         self.dead_letter_events = self.dead_letter_events.min(500);
     }
 }
@@ -370,7 +375,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     if wants("restore") {
-        bench.restore_run().await?.report(&mut report);
+        bench.restore_runs(&mut report).await?;
     }
 
     if wants("replicas") {
