@@ -7,7 +7,7 @@ use url::Url;
 use utoipa::ToSchema;
 
 use super::ApiError;
-use super::records::StoredRecord;
+use super::records::{StoredRecord, Version};
 use crate::crypto::PublicKey;
 use crate::delivery::destination::{classify, host_ip};
 use crate::tenants::record::validate_url;
@@ -64,8 +64,14 @@ pub struct TenantView {
 
 impl TenantView {
     pub fn of(id: &str, record: &StoredRecord) -> Self {
-        let version = record.version.etag();
-        let Some(fields) = &record.fields else {
+        Self::of_fields(id, record.fields().as_ref(), record.version)
+    }
+
+    /// The view of a record given as its fields (`None`: not a JSON
+    /// object) and version.
+    pub fn of_fields(id: &str, fields: Option<&Map<String, Value>>, version: Version) -> Self {
+        let version = version.etag();
+        let Some(fields) = fields else {
             return TenantView {
                 id: id.to_string(),
                 status: TenantStatus::Invalid,
@@ -131,7 +137,7 @@ impl TenantView {
                     (true, true) => TenantStatus::Suspended,
                     (true, false) => TenantStatus::Active,
                 };
-                view.key_id = Some(tenant.key_id().to_owned());
+                view.key_id = Some(tenant.key_id().into_owned());
                 view.key_bits = u32::try_from(tenant.public_key().bits()).ok();
             }
             Err(problem) => {
@@ -355,13 +361,13 @@ mod tests {
     }
 
     fn stored(json: serde_json::Value) -> StoredRecord {
-        StoredRecord {
-            fields: Some(fields(json)),
-            version: Version {
+        StoredRecord::of_fields(
+            &fields(json),
+            Version {
                 partition: 0,
                 offset: 4,
             },
-        }
+        )
     }
 
     #[test]

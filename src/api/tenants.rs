@@ -91,13 +91,7 @@ fn with_etag(status: StatusCode, etag: &str, body: impl serde::Serialize) -> Res
 }
 
 fn view(id: &str, fields: Map<String, Value>, version: Version) -> TenantView {
-    TenantView::of(
-        id,
-        &StoredRecord {
-            fields: Some(fields),
-            version,
-        },
-    )
+    TenantView::of_fields(id, Some(&fields), version)
 }
 
 /// Create a tenant; its API key and signing secret are shown once.
@@ -208,7 +202,7 @@ pub async fn issue_api_key(
     // Only the key changes, so the rest of the record is not re-validated:
     // a key must be issuable for a tenant whose record is broken, so that
     // the tenant can repair it.
-    let mut fields = record.fields.clone().unwrap_or_default();
+    let mut fields = record.fields().unwrap_or_default();
     fields.insert("api_key_sha256".into(), api_key_sha256(&api_key).into());
     let version = app.write(&id, Some(&fields)).await?;
     tracing::info!(tenant = %id, "tenant API key issued");
@@ -337,8 +331,7 @@ pub(super) async fn clear_suspension(
 ) -> Result<bool, ApiError> {
     let suspended = |record: &StoredRecord| {
         record
-            .fields
-            .as_ref()
+            .fields()
             .is_some_and(|f| f.get("suspended") == Some(&Value::Bool(true)))
     };
     let record = Writers::TenantOrOperator.check(app, headers, id)?;
@@ -562,7 +555,7 @@ async fn update(
     let _writing = app.writes.lock().await;
     let record = writers.check(app, headers, id)?;
     check_if_match(headers, record.version)?;
-    let mut fields = record.fields.clone().unwrap_or_default();
+    let mut fields = record.fields().unwrap_or_default();
     change(&mut fields);
     validate_record(id, &fields, app.settings.allow_private_destinations)?;
     let version = app.write(id, Some(&fields)).await?;

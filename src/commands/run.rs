@@ -29,6 +29,7 @@ use crate::delivery::runner::{self, ReplicaState, Topics};
 use crate::kafka::admin::Admin;
 use crate::telemetry::metrics;
 use crate::telemetry::server::{self, Endpoints};
+use crate::tenants::TenantTable;
 use crate::topology::{Topology, verify_ready};
 
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
@@ -39,7 +40,9 @@ pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
             + super::fd_limit::BASE_DESCRIPTORS,
     ));
     let admin = Admin::new(&config.kafka)?;
-    let state = ReplicaState::default();
+    let state = ReplicaState::with_table(TenantTable::with_prepared_capacity(
+        config.delivery.prepared_tenants,
+    ));
     let stop_telemetry = CancellationToken::new();
     let shutdown = CancellationToken::new();
     // A second signal exits at once; offsets not yet committed are

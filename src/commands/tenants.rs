@@ -201,16 +201,16 @@ async fn list(as_json: bool, config: &Config, topic: &str) -> Result<ExitCode> {
             TenantEntry::Valid(t) => table_out.add_row([
                 id.as_str(),
                 status(t),
-                t.url.as_str(),
-                t.key_id(),
-                &t.events.as_ref().map_or_else(
+                t.url(),
+                &t.key_id(),
+                &t.events().map_or_else(
                     || "*".to_string(),
                     |e| e.iter().map(Pattern::as_str).collect::<Vec<_>>().join(","),
                 ),
                 &t.rate_limit
                     .map_or_else(|| "unlimited".to_string(), |limit| limit.to_string()),
             ]),
-            TenantEntry::Invalid { error } => {
+            TenantEntry::Invalid { error, .. } => {
                 table_out.add_row([id.as_str(), "invalid", error.as_str(), "", "", ""])
             }
         };
@@ -265,11 +265,11 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
         TenantEntry::Valid(t) => json!({
             "id": id,
             "status": status(t),
-            "url": t.url.as_str(),
+            "url": t.url(),
             "key_id": t.key_id(),
             "key_bits": t.public_key().bits(),
             "public_key": t.public_key().to_spki_pem(),
-            "events": t.events.as_ref().map(|e| e.iter().map(Pattern::as_str).collect::<Vec<_>>()),
+            "events": t.events().map(|e| e.iter().map(Pattern::as_str).collect::<Vec<_>>()),
             "signing_secret": t.signing_secret.as_ref().map(|_| "<set>"),
             "previous_signing_secret": t.previous_signing_secret.as_ref().map(|_| "<set>"),
             "previous_signing_secret_expires_at": t
@@ -279,7 +279,7 @@ fn describe(id: &str, entry: &TenantEntry) -> serde_json::Value {
             "api_key": t.api_key_sha256.as_ref().map(|_| "<set>"),
             "rate_limit": t.rate_limit.map(RateLimit::per_second),
         }),
-        TenantEntry::Invalid { error } => json!({
+        TenantEntry::Invalid { error, .. } => json!({
             "id": id,
             "status": "invalid",
             "error": error,

@@ -6,7 +6,9 @@
 //! goes through the types below, so that one backend does all the
 //! cryptography and key material never leaves these types unwrapped.
 //!
-//! - [`PublicKey`] / [`PrivateKey`]: RSA keys, parsed and prepared once.
+//! - [`PublicKey`] / [`PrivateKey`]: RSA keys, parsed and prepared once;
+//!   [`CompactPublicKey`]: a validated public key kept as its numbers,
+//!   prepared on demand (the tenant table holds one per tenant).
 //! - [`jwe`]: `RSA-OAEP-256` + `A256GCM` in the flattened JSON serialization.
 //! - [`KeyRing`]: private keys by `kid`, for decryption across rotations.
 //! - [`SigningSecret`]: Standard Webhooks `v1` signatures; [`sign_all`] and
@@ -22,6 +24,6 @@ pub mod signature;
 pub(crate) mod test_keys;
 
 pub use keyring::KeyRing;
-pub use keys::{KeyError, MAX_RSA_BITS, MIN_RSA_BITS, PrivateKey, PublicKey};
+pub use keys::{CompactPublicKey, KeyError, MAX_RSA_BITS, MIN_RSA_BITS, PrivateKey, PublicKey};
 pub use primitives::{constant_time_eq, fill_random, sha256, sha256_hex};
 pub use signature::{SecretError, SigningSecret, VerifyError, sign_all, verify_any};

@@ -51,7 +51,7 @@ pub fn decide<'t>(
                 format!("tenant `{tenant_id}` does not exist"),
             );
         }
-        Some(TenantEntry::Invalid { error }) => {
+        Some(TenantEntry::Invalid { error, .. }) => {
             return Verdict::DeadLetter(
                 DlqReason::InvalidTenant,
                 format!("tenant record is invalid: {error}"),
@@ -183,7 +183,7 @@ mod tests {
         for admission in [Deliver, Probe] {
             assert!(matches!(
                 decide("acme", Some(&valid), "order.created", admission, Resumption::Clear),
-                Verdict::Deliver(t) if t.id == "acme"
+                Verdict::Deliver(t) if &*t.id == "acme"
             ));
         }
     }

@@ -377,6 +377,7 @@ mod tests {
             pool_max_idle_per_host: 8,
             pool_max_idle: 8192,
             pool_idle_timeout: Duration::from_secs(60),
+            prepared_tenants: 50_000,
         }
     }
 

@@ -74,6 +74,14 @@ pub struct ReplicaState {
 }
 
 impl ReplicaState {
+    /// The state of a replica that keeps its tenants in `table`.
+    pub fn with_table(table: TenantTable) -> Self {
+        Self {
+            table,
+            ..Self::default()
+        }
+    }
+
     /// Ready = tenant table restored, group joined, the cluster answering
     /// (the last checks did not all fail), not draining.
     ///

@@ -10,5 +10,5 @@ pub mod sync;
 pub mod table;
 
 pub use rate_limit::RateLimit;
-pub use record::{Tenant, TenantError, TenantRecord};
-pub use table::{TableStats, TenantEntry, TenantTable};
+pub use record::{PreparedTenant, Tenant, TenantError, TenantRecord};
+pub use table::{DEFAULT_PREPARED_TENANTS, TableStats, TenantEntry, TenantTable};

@@ -3,6 +3,9 @@
 //! prepared, patterns compiled, rate limit checked. This happens once per
 //! record version, never per delivered event.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::de::Error as _;
@@ -13,9 +16,9 @@ use time::format_description::well_known::Rfc3339;
 use url::Url;
 
 use crate::crypto::jwe::Recipient;
-use crate::crypto::{KeyError, PublicKey, SigningSecret};
+use crate::crypto::{CompactPublicKey, KeyError, SigningSecret};
 use crate::events::timestamp::format_system_time;
-use crate::tenants::pattern::{Pattern, PatternError};
+use crate::tenants::pattern::{Pattern, PatternError, PatternSets};
 use crate::tenants::rate_limit::{RateLimit, RateLimitError};
 
 /// Largest tenant record accepted. A real record is a URL, a PEM public key
@@ -140,44 +143,98 @@ pub struct PreviousSigningSecret {
     pub expires_at: SystemTime,
 }
 
-/// A validated tenant, prepared for delivery.
+/// A validated tenant, kept compactly: a replica holds one per tenant of
+/// the topic, a million of them on one small replica, so what only an
+/// active tenant needs (the aws-lc key, the JWE header, the parsed URL) is
+/// prepared on demand ([`Tenant::prepare`]) and cached for the recently
+/// active ones by the table, not kept here. See BENCHMARKS.md for the
+/// bytes per tenant.
 #[derive(Debug)]
 pub struct Tenant {
-    pub id: String,
-    pub url: Url,
-    /// The public key and the JWE `kid` (the record's `key_id`, or the
-    /// key's RFC 7638 thumbprint), prepared for encryption (protected
-    /// header built once per record version). [`Tenant::public_key`] and
-    /// [`Tenant::key_id`] read them from here rather than from copies.
-    pub recipient: Recipient,
+    pub id: Box<str>,
+    /// The URL as the `url` crate writes it once parsed (normalised).
+    url: Box<str>,
+    public_key: CompactPublicKey,
+    /// The record's `key_id`; `None`: the key's RFC 7638 thumbprint.
+    key_id: Option<Box<str>>,
     pub signing_secret: Option<SigningSecret>,
-    /// The secret a rotation replaced, signing too until its expiry.
-    pub previous_signing_secret: Option<PreviousSigningSecret>,
-    /// Event-type patterns; `None` subscribes to every event.
-    pub events: Option<Vec<Pattern>>,
+    /// The secret a rotation replaced, signing too until its expiry. Boxed:
+    /// rare, and twice the size of the pointer.
+    pub previous_signing_secret: Option<Box<PreviousSigningSecret>>,
+    /// Event-type patterns; `None` subscribes to every event. Tenants with
+    /// the same list share one (see [`PatternSets`]).
+    events: Option<Arc<[Pattern]>>,
     pub enabled: bool,
     /// Suspended by an operator (`hookline tenants suspend`).
     pub suspended: bool,
-    pub api_key_sha256: Option<String>,
+    pub api_key_sha256: Option<Box<str>>,
     /// At most this many events per second to this tenant; `None`:
     /// unlimited. Already validated.
     pub rate_limit: Option<RateLimit>,
+    /// Tells this record version apart from every other one in the
+    /// process: the key of its prepared form in the table's cache, so that
+    /// a new version (a rotated key, a new URL) never finds the old one's.
+    serial: u64,
     // No copy of the record itself: with 100,000 tenants its PEM text and
     // strings were a third of the table's memory, and everything shown
-    // (`hookline tenants`) is derived from the prepared fields above. The
-    // tenant API keeps its own view of the raw records.
+    // (`hookline tenants`) is derived from the fields above. The tenant API
+    // keeps its own view of the raw records.
 }
 
+/// What a delivery needs of a tenant, prepared from its [`Tenant`]: the
+/// aws-lc key with the JWE protected header for its `kid`, and the parsed
+/// URL. About 2 KB once its key has encrypted (aws-lc then caches the key's
+/// Montgomery context), hence prepared only for active tenants.
+#[derive(Debug)]
+pub struct PreparedTenant {
+    pub recipient: Recipient,
+    pub url: Url,
+}
+
+/// Distinct for each record version validated in this process. A counter
+/// and nothing else: it carries no state that could go stale.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
 impl Tenant {
-    /// The tenant's public key.
-    pub fn public_key(&self) -> &PublicKey {
-        self.recipient.key()
+    /// The webhook URL (validated, normalised).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The tenant's public key, as kept.
+    pub fn public_key(&self) -> &CompactPublicKey {
+        &self.public_key
     }
 
     /// The JWE `kid`: the record's `key_id`, or the key's RFC 7638
     /// thumbprint.
-    pub fn key_id(&self) -> &str {
-        self.recipient.kid()
+    pub fn key_id(&self) -> Cow<'_, str> {
+        match &self.key_id {
+            Some(kid) => Cow::Borrowed(kid),
+            None => Cow::Owned(self.public_key.thumbprint()),
+        }
+    }
+
+    /// Event-type patterns; `None` subscribes to every event.
+    pub fn events(&self) -> Option<&[Pattern]> {
+        self.events.as_deref()
+    }
+
+    /// This record version's identity (see the field).
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// Prepares what a delivery needs: the aws-lc key, the JWE header, the
+    /// URL. A few microseconds; the table caches the result for recently
+    /// active tenants ([`super::TenantTable::prepared`]).
+    pub fn prepare(&self) -> Result<PreparedTenant, TenantError> {
+        let key = self.public_key.prepare().map_err(TenantError::PublicKey)?;
+        let url = Url::parse(&self.url).map_err(|e| TenantError::Url(e.to_string()))?;
+        Ok(PreparedTenant {
+            recipient: Recipient::new(key, &self.key_id()),
+            url,
+        })
     }
 
     /// The secrets that sign a request made at `now`: the current one, then
@@ -206,39 +263,50 @@ impl Tenant {
 
     /// Parses and validates a record value read from the topic.
     pub fn from_bytes(id: &str, value: &[u8]) -> Result<Self, TenantError> {
+        Self::from_bytes_sharing(id, value, &PatternSets::default())
+    }
+
+    /// [`Tenant::from_bytes`], sharing pattern lists through `patterns`.
+    pub fn from_bytes_sharing(
+        id: &str,
+        value: &[u8],
+        patterns: &PatternSets,
+    ) -> Result<Self, TenantError> {
         if value.len() > MAX_RECORD_BYTES {
             return Err(TenantError::TooLarge(value.len()));
         }
         let record: TenantRecord = serde_json::from_slice(value).map_err(TenantError::NotJson)?;
-        Self::from_record(id, record)
+        Self::from_record_sharing(id, record, patterns)
     }
 
-    /// Validates a record and prepares everything delivery needs.
+    /// Validates a record and keeps what delivery needs.
     pub fn from_record(id: &str, record: TenantRecord) -> Result<Self, TenantError> {
+        Self::from_record_sharing(id, record, &PatternSets::default())
+    }
+
+    /// [`Tenant::from_record`], sharing pattern lists through `patterns`.
+    pub fn from_record_sharing(
+        id: &str,
+        record: TenantRecord,
+        patterns: &PatternSets,
+    ) -> Result<Self, TenantError> {
         validate_id(id)?;
         let url = validate_url(&record.url)?;
-        let public_key = PublicKey::parse(&record.public_key).map_err(TenantError::PublicKey)?;
-        let thumbprint;
-        let key_id = match &record.key_id {
-            Some(kid) => {
-                let printable = kid.bytes().all(|b| b.is_ascii_graphic());
-                if kid.is_empty() || kid.len() > 128 || !printable {
-                    return Err(TenantError::KeyId);
-                }
-                kid.as_str()
+        let public_key =
+            CompactPublicKey::parse(&record.public_key).map_err(TenantError::PublicKey)?;
+        if let Some(kid) = &record.key_id {
+            let printable = kid.bytes().all(|b| b.is_ascii_graphic());
+            if kid.is_empty() || kid.len() > 128 || !printable {
+                return Err(TenantError::KeyId);
             }
-            None => {
-                thumbprint = public_key.thumbprint();
-                thumbprint.as_str()
-            }
-        };
+        }
         let signing_secret = record
             .signing_secret
             .as_deref()
             .map(SigningSecret::parse)
             .transpose()
             .map_err(|e| TenantError::SigningSecret(e.to_string()))?;
-        let previous_signing_secret = validate_previous_signing_secret(&record)?;
+        let previous_signing_secret = validate_previous_signing_secret(&record)?.map(Box::new);
         let events = record
             .events
             .as_ref()
@@ -249,7 +317,8 @@ impl Tenant {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()
-            .map_err(TenantError::Events)?;
+            .map_err(TenantError::Events)?
+            .map(|list| patterns.share(list));
         if let Some(hash) = &record.api_key_sha256
             && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
         {
@@ -261,16 +330,18 @@ impl Tenant {
             .transpose()
             .map_err(TenantError::RateLimit)?;
         Ok(Self {
-            id: id.to_string(),
-            url,
-            recipient: Recipient::new(public_key, key_id),
+            id: id.into(),
+            url: String::from(url).into_boxed_str(),
+            public_key,
+            key_id: record.key_id.map(String::into_boxed_str),
             signing_secret,
             previous_signing_secret,
             events,
             enabled: record.enabled,
             suspended: record.suspended,
-            api_key_sha256: record.api_key_sha256,
+            api_key_sha256: record.api_key_sha256.map(String::into_boxed_str),
             rate_limit,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -425,7 +496,8 @@ mod tests {
             ("http://0x7f.1/", "127.0.0.1"),
         ] {
             let tenant = Tenant::from_bytes("acme", &record(url)).unwrap();
-            assert_eq!(tenant.url.host_str(), Some(host), "{url}");
+            let prepared = tenant.prepare().unwrap();
+            assert_eq!(prepared.url.host_str(), Some(host), "{url}");
         }
     }
 
@@ -666,9 +738,10 @@ mod tests {
                 port.map(|p| format!(":{p}")).unwrap_or_default()
             );
             if let Ok(tenant) = Tenant::from_bytes("acme", &record(&url)) {
-                prop_assert!(matches!(tenant.url.scheme(), "http" | "https"));
-                prop_assert!(tenant.url.host().is_some());
-                prop_assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
+                let url = tenant.prepare().unwrap().url;
+                prop_assert!(matches!(url.scheme(), "http" | "https"));
+                prop_assert!(url.host().is_some());
+                prop_assert!(url.username().is_empty() && url.password().is_none());
             }
         }
 

@@ -56,8 +56,8 @@ async fn restored_table(broker: &Broker, topic: &str) -> (TenantTable, TableRead
 
 fn url_of(table: &TenantTable, id: &str) -> Option<String> {
     match &*table.get(id)? {
-        TenantEntry::Valid(t) => Some(t.url.to_string()),
-        TenantEntry::Invalid { error } => Some(format!("invalid: {error}")),
+        TenantEntry::Valid(t) => Some(t.url().to_string()),
+        TenantEntry::Invalid { error, .. } => Some(format!("invalid: {error}")),
     }
 }
 
@@ -185,7 +185,7 @@ async fn invalid_records_mark_the_tenant_invalid_and_crash_nothing() {
     let (table, reader) = restored_table(&broker, &topic).await;
     for (id, _, field) in &cases {
         match table.get(id).as_deref() {
-            Some(TenantEntry::Invalid { error }) => {
+            Some(TenantEntry::Invalid { error, .. }) => {
                 assert!(
                     error.contains(field),
                     "{id}: `{error}` does not name {field}"

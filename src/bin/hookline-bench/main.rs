@@ -133,9 +133,13 @@ struct Args {
     /// replicas: how soon a member hears that the group rebalances.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
-    /// Tenant records of the restore run.
+    /// Tenant records of the restore runs, comma-separated: one run each.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    restore_tenants: Vec<u64>,
+    /// Tenants of each restore run that then get one delivery each, for
+    /// the memory of active tenants.
     #[arg(long, default_value_t = 100_000)]
-    restore_tenants: u64,
+    restore_active: u64,
     /// Times the throughput and isolation runs are repeated, alternately
     /// (medians are reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
@@ -146,8 +150,8 @@ struct Args {
     orders: Vec<Order>,
     /// Scales everything down for a quick look (20,000 events, one run
     /// each, 10 s of latency, 5 s of slow endpoints and of head of line,
-    /// one window size, 10,000 tenants, 500 dead letters, groups of 1 and
-    /// 2 replicas draining 20,000 events); not for
+    /// one window size, 10,000 tenants restored, 500 dead letters, groups of 1
+    /// and 2 replicas draining 20,000 events); not for
     /// reported figures.
     #[arg(long)]
     quick: bool,
@@ -181,7 +185,8 @@ impl Args {
         self.window_events = self.window_events.min(2_000);
         self.window_secs = self.window_secs.min(3);
         self.window_mib.truncate(1);
-        self.restore_tenants = self.restore_tenants.min(10_000);
+        self.restore_tenants = vec![10_000];
+        self.restore_active = self.restore_active.min(1_000);
         self.dead_letter_events = self.dead_letter_events.min(500);
         self.replica_events = self.replica_events.min(20_000);
         self.replica_counts.retain(|&n| n <= 2);
@@ -411,7 +416,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     if wants("restore") {
-        bench.restore_run().await?.report(&mut report);
+        bench.restore_runs(&mut report).await?;
     }
 
     if wants("replicas") {
