@@ -34,11 +34,6 @@ use crate::topology::{Topology, verify_ready};
 
 pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
     let (topology, _) = super::load_topology(args.topology.as_deref(), &config)?;
-    super::fd_limit::raise(Some(
-        config.delivery.max_in_flight as u64
-            + config.delivery.pool_max_idle as u64
-            + super::fd_limit::BASE_DESCRIPTORS,
-    ));
     let admin = Admin::new(&config.kafka)?;
     let state = ReplicaState::with_table(TenantTable::with_prepared_capacity(
         config.delivery.prepared_tenants,
@@ -102,6 +97,13 @@ pub async fn run(args: RunArgs, config: Config) -> Result<ExitCode> {
             problems.join("; ")
         );
     }
+    // Raised once the replica is sure to start, so that a refusal is the
+    // only line it prints.
+    super::fd_limit::raise(Some(
+        config.delivery.max_in_flight as u64
+            + config.delivery.pool_max_idle as u64
+            + super::fd_limit::BASE_DESCRIPTORS,
+    ));
 
     let telemetry = match telemetry {
         Some(telemetry) => telemetry,

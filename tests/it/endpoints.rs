@@ -207,13 +207,9 @@ async fn a_burst_of_new_host_names_is_resolved_and_delivered() {
 async fn run_and_api_raise_the_file_descriptor_limit_and_say_so() {
     let broker = Broker::new("fd-limit");
     let dir = tempfile::tempdir().unwrap();
-    // Topics that do not exist: both commands stop at their check, after
-    // the limit was raised.
-    let topics = Topics {
-        events: broker.name("events"),
-        tenants: broker.name("tenants"),
-        dlq: broker.name("dlq"),
-    };
+    // The limit is raised once a command is sure to start (a refusal is its
+    // only line), so both get topics that are ready and stop at SIGTERM.
+    let topics = create_topics(&broker, 1).await;
     let topology = write_topology(dir.path(), &topics, 1);
     let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
     // Started with a low soft limit, as many systems start services.
@@ -224,7 +220,9 @@ async fn run_and_api_raise_the_file_descriptor_limit_and_say_so() {
         let mut lowered = std::process::Command::new("sh");
         lowered
             .arg("-c")
-            .arg(format!("ulimit -Sn {low} && exec \"$0\" \"$@\""))
+            .arg(format!(
+                "ulimit -Sn {low} && exec timeout -s TERM --preserve-status 10 \"$0\" \"$@\""
+            ))
             .arg(program)
             .args(args);
         for (key, value) in hookline.get_envs() {
@@ -235,7 +233,7 @@ async fn run_and_api_raise_the_file_descriptor_limit_and_say_so() {
         }
         lowered.env("HOOKLINE__API__ADMIN_TOKEN", "an-admin-token-of-16+");
         let (code, _, stderr) = output(lowered, &[]);
-        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
         let line = stderr
             .lines()
             .find(|l| l.contains("file descriptor limit"))
@@ -243,7 +241,5 @@ async fn run_and_api_raise_the_file_descriptor_limit_and_say_so() {
         assert!(line.contains(&format!("soft_before={low}")), "{line}");
         assert!(line.contains(&format!(" soft={hard}")), "{line}");
         assert!(line.contains(&format!("hard={hard}")), "{line}");
-        // Nothing held the topics' check back from saying what is wrong.
-        assert!(stderr.contains("not ready"), "{args:?}: {stderr}");
     }
 }
