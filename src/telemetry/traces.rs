@@ -241,28 +241,39 @@ struct Warnings {
     failed: u64,
 }
 
+impl Warnings {
+    /// Counts a failed export at `now`; returns how many failed since the
+    /// last warning when this one is to be logged (the first, and then at
+    /// most one per `WARNING_INTERVAL`).
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.failed += 1;
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < WARNING_INTERVAL)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.failed))
+    }
+}
+
 impl LoggedExporter {
     fn failed(&self, error: &dyn std::fmt::Display, spans: usize) {
         // A poisoned lock only means another export panicked while
         // counting; the count is still usable.
-        let mut warnings = self
+        let failed = self
             .warnings
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        warnings.failed += 1;
-        let now = Instant::now();
-        if warnings
-            .last
-            .is_none_or(|last| now.duration_since(last) >= WARNING_INTERVAL)
-        {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failed(Instant::now());
+        if let Some(failed_exports) = failed {
             tracing::warn!(
                 %error,
                 spans,
-                failed_exports = warnings.failed,
+                failed_exports,
                 "delivery spans could not be exported (logged at most once a minute)"
             );
-            warnings.last = Some(now);
-            warnings.failed = 0;
         }
     }
 }
@@ -287,5 +298,22 @@ impl SpanExporter for LoggedExporter {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_exports_are_logged_at_most_once_a_minute_with_the_count() {
+        let mut warnings = Warnings::default();
+        let start = Instant::now();
+        assert_eq!(warnings.failed(start), Some(1));
+        assert_eq!(warnings.failed(start + Duration::from_secs(1)), None);
+        assert_eq!(warnings.failed(start + Duration::from_secs(59)), None);
+        assert_eq!(warnings.failed(start + Duration::from_secs(60)), Some(3));
+        assert_eq!(warnings.failed(start + Duration::from_secs(61)), None);
+        assert_eq!(warnings.failed(start + Duration::from_secs(200)), Some(2));
     }
 }

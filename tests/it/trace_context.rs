@@ -433,3 +433,48 @@ async fn a_deliverys_span_is_exported_with_its_attempts_and_flushed_on_sigterm()
     }
     assert!(span.events[0].time_unix_nano < span.events[1].time_unix_nano);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_is_logged_and_holds_back_no_delivery() {
+    let broker = Broker::new("trace-export-down");
+    let dir = tempfile::tempdir().unwrap();
+    let (topics, topology) = setup(&broker, dir.path()).await;
+    let receiver = Receiver::ok().await;
+    let tenant = TestTenant::new("traced");
+    tenant
+        .register(&broker, &topics, &tenant.record(&receiver.url("/traced")))
+        .await;
+    for id in ["evt_1", "evt_2"] {
+        broker
+            .produce(&topics.events, Some(b"traced"), Some(&event(id)), &[])
+            .await;
+    }
+    // A port nothing listens on: every export is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/v1/traces", closed.local_addr().unwrap());
+    drop(closed);
+    let mut command = run_command(&broker, &topology);
+    command
+        .env("HOOKLINE__TELEMETRY__OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let replica = Spawned::start(command);
+    let ids = receiver
+        .wait_webhook_ids("/traced", 2, Duration::from_secs(60))
+        .await;
+    assert_eq!(ids, ["evt_1", "evt_2"], "{}", replica.stderr());
+    replica
+        .wait_for_log(
+            "delivery spans could not be exported",
+            Duration::from_secs(30),
+        )
+        .await;
+    let warning = replica
+        .stderr()
+        .lines()
+        .find(|l| l.contains("delivery spans could not be exported"))
+        .map(str::to_string)
+        .unwrap();
+    let warning: serde_json::Value = serde_json::from_str(&warning).unwrap();
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(warning["failed_exports"].as_u64() >= Some(1), "{warning}");
+}
