@@ -65,7 +65,7 @@ impl SpanExport {
             .with_timeout(config.timeout)
             .build()
             .map_err(|source| TraceExportError {
-                endpoint: config.endpoint.to_string(),
+                endpoint: without_credentials(&config.endpoint),
                 source,
             })?;
         let mut processor = BatchSpanProcessor::builder(LoggedExporter {
@@ -78,7 +78,11 @@ impl SpanExport {
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
         processor.set_resource(&resource);
-        tracing::info!(endpoint = %config.endpoint, service = %config.service_name, "exporting delivery spans over OTLP/HTTP");
+        tracing::info!(
+            endpoint = %without_credentials(&config.endpoint),
+            service = %config.service_name,
+            "exporting delivery spans over OTLP/HTTP"
+        );
         Ok(Self {
             processor,
             scope: InstrumentationScope::builder("hookline")
@@ -140,6 +144,16 @@ impl SpanExport {
             tracing::warn!(error = %e, "the last delivery spans could not be exported");
         }
     }
+}
+
+/// The endpoint as it may be logged: without a user name or password.
+fn without_credentials(endpoint: &url::Url) -> String {
+    let mut shown = endpoint.clone();
+    // Only URLs that cannot have credentials refuse these, and an
+    // endpoint is always http or https.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// What a delivery's span collects while the delivery runs: only built
@@ -304,6 +318,15 @@ impl SpanExporter for LoggedExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_endpoint_are_never_shown() {
+        let endpoint = url::Url::parse("https://user:secret@collector:4318/v1/traces").unwrap();
+        assert_eq!(
+            without_credentials(&endpoint),
+            "https://collector:4318/v1/traces"
+        );
+    }
 
     #[test]
     fn failed_exports_are_logged_at_most_once_a_minute_with_the_count() {
