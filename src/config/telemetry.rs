@@ -117,6 +117,16 @@ impl Raw {
         at: &Provenance,
     ) -> Result<Option<TraceExportConfig>, ConfigError> {
         const KEY: &str = "telemetry.otlp_endpoint";
+        if self.otlp_timeout.is_zero() {
+            return Err(at.invalid("telemetry.otlp_timeout", "must be more than 0"));
+        }
+        if self
+            .service_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(at.invalid("telemetry.service_name", "must not be empty"));
+        }
         if otel.sdk_disabled.as_deref().map(str::to_ascii_lowercase) == Some("true".into()) {
             return Ok(None);
         }
@@ -135,13 +145,7 @@ impl Raw {
         } else {
             return Ok(None);
         };
-        if self.otlp_timeout.is_zero() {
-            return Err(at.invalid("telemetry.otlp_timeout", "must be more than 0"));
-        }
         let service_name = match (&self.service_name, otel.service_name) {
-            (Some(name), _) if name.trim().is_empty() => {
-                return Err(at.invalid("telemetry.service_name", "must not be empty"));
-            }
             (Some(name), _) => name.clone(),
             (None, Some(name)) => name,
             (None, None) => DEFAULT_SERVICE_NAME.to_string(),
@@ -266,6 +270,17 @@ mod tests {
             err("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_timeout = \"0s\"\n");
         assert!(
             e.contains("telemetry.otlp_timeout: must be more than 0"),
+            "{e}"
+        );
+        // Checked whether or not the export is on.
+        let e = err("[telemetry]\notlp_timeout = \"0s\"\n");
+        assert!(
+            e.contains("telemetry.otlp_timeout: must be more than 0"),
+            "{e}"
+        );
+        let e = err("[telemetry]\nservice_name = \"\"\n");
+        assert!(
+            e.contains("telemetry.service_name: must not be empty"),
             "{e}"
         );
         let e = err("[telemetry]\notlp_timeout = \"soon\"\n");
