@@ -36,7 +36,7 @@ pub use delivery::{DeliveryConfig, DeliveryOrdering};
 pub use error::{ConfigError, Origin};
 pub use kafka::{KafkaConfig, KafkaProperties};
 pub use schema_registry::SchemaRegistryConfig;
-pub use telemetry::{LogFormat, TelemetryConfig};
+pub use telemetry::{LogFormat, TelemetryConfig, TraceExportConfig};
 
 use layers::Provenance;
 
@@ -124,6 +124,8 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let otel = telemetry::OtelEnv::from_vars(&env);
         let file = match file {
             Some(path) if !path.is_file() => {
                 return Err(ConfigError::FileNotFound {
@@ -141,17 +143,21 @@ impl Config {
             .merge(layers::environment(env))
             .merge(layers::flags(overrides));
         let raw: RawConfig = figment.extract().map_err(layers::extraction_error)?;
-        Self::validate(raw, &Provenance::new(&figment))
+        Self::validate(raw, otel, &Provenance::new(&figment))
     }
 
     /// Each section validates its own keys. A rule that relates keys of two
     /// sections belongs here; none does today.
-    fn validate(raw: RawConfig, at: &Provenance) -> Result<Self, ConfigError> {
+    fn validate(
+        raw: RawConfig,
+        otel: telemetry::OtelEnv,
+        at: &Provenance,
+    ) -> Result<Self, ConfigError> {
         Ok(Config {
             topology: topology_path(raw.topology),
             kafka: raw.kafka.validate(at)?,
             delivery: raw.delivery.validate(at)?,
-            telemetry: raw.telemetry.into(),
+            telemetry: raw.telemetry.validate(otel, at)?,
             schema_registry: raw
                 .schema_registry
                 .map(|registry| registry.validate(at))

@@ -31,6 +31,8 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const JOSE_JSON: HeaderValue = HeaderValue::from_static("application/jose+json");
 
 /// What is sent for one attempt. The body is the exact bytes that were
@@ -40,6 +42,9 @@ pub struct WebhookRequest<'a> {
     pub webhook_id: &'a str,
     pub timestamp: i64,
     pub signature: Option<&'a str>,
+    /// The delivery's W3C trace context, built once per delivery.
+    pub traceparent: Option<&'a HeaderValue>,
+    pub tracestate: Option<&'a HeaderValue>,
     pub body: Vec<u8>,
 }
 
@@ -115,6 +120,12 @@ impl WebhookClient {
             .header(WEBHOOK_TIMESTAMP, request.timestamp);
         if let Some(signature) = request.signature {
             builder = builder.header(WEBHOOK_SIGNATURE, signature);
+        }
+        if let Some(traceparent) = request.traceparent {
+            builder = builder.header(TRACEPARENT, traceparent.clone());
+        }
+        if let Some(tracestate) = request.tracestate {
+            builder = builder.header(TRACESTATE, tracestate.clone());
         }
         let response = match builder.body(request.body).send().await {
             Ok(response) => response,
@@ -271,6 +282,8 @@ mod tests {
                 webhook_id: "msg_1",
                 timestamp: 0,
                 signature: None,
+                traceparent: None,
+                tracestate: None,
                 body: b"{}".to_vec(),
             })
             .await

@@ -32,6 +32,7 @@ use crate::kafka::producer::AckedProducer;
 use crate::kafka::table_reader::{CONNECT_TIMEOUT, TableReader, TableReaderError};
 use crate::kafka::transactional::TransactionalProducer;
 use crate::telemetry::metrics::{self, DeliveryMetrics};
+use crate::telemetry::traces::SpanExport;
 use crate::tenants::TenantTable;
 use crate::tenants::sync;
 
@@ -148,6 +149,8 @@ pub enum RunError {
     SchemaRegistry(#[from] crate::schema_registry::RegistryError),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[source] reqwest::Error),
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::traces::TraceExportError),
 }
 
 struct Worker {
@@ -204,6 +207,12 @@ pub async fn run(
         max_payload_bytes: config.delivery.max_payload_bytes,
         metrics: DeliveryMetrics::new(config.telemetry.tenant_labels),
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.delivery.max_in_flight)),
+        spans: config
+            .telemetry
+            .traces
+            .as_ref()
+            .map(SpanExport::start)
+            .transpose()?,
     });
     let settings = scheduling(&config.delivery);
     tracing::info!(topic = %topics.events, group = %config.kafka.group_id, "replica started");
@@ -286,6 +295,15 @@ pub async fn run(
     // Closing blocks until the group has been left: a blocking thread.
     let _ = tokio::task::spawn_blocking(move || consumer.close()).await;
     let _ = follower.await;
+    // Every delivery has ended: export the spans still queued.
+    if pipeline.spans.is_some() {
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(spans) = &pipeline.spans {
+                spans.shutdown();
+            }
+        })
+        .await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use reqwest::header::HeaderValue;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -35,6 +36,8 @@ use crate::crypto::signature::unix_seconds;
 use crate::events::{Event, EventDecoder, RecordParts};
 use crate::kafka::record::Record;
 use crate::telemetry::metrics::DeliveryMetrics;
+use crate::telemetry::trace_context::{DeliveryTrace, TRACEPARENT, TRACESTATE};
+use crate::telemetry::traces::{DeliverySpan, SpanExport};
 use crate::tenants::{TenantEntry, TenantTable};
 
 /// Everything the record tasks share: one HTTP pool, one tenant table, one
@@ -49,6 +52,9 @@ pub struct Pipeline {
     pub metrics: DeliveryMetrics,
     /// One permit per HTTP attempt in flight (`delivery.max_in_flight`).
     pub in_flight: Arc<Semaphore>,
+    /// Where delivery spans go, when they are exported
+    /// (`telemetry.otlp_endpoint`).
+    pub spans: Option<SpanExport>,
 }
 
 /// How a record ended.
@@ -115,20 +121,48 @@ impl RecordProcessor<Record> for Pipeline {
         job: Job<Record>,
         control: JobControl,
     ) -> Result<Done, Abandoned> {
+        // The delivery is a span of the event's trace (or of a new one):
+        // one span id for all its attempts.
+        let trace = DeliveryTrace::continue_from(
+            job.record.header_values(TRACEPARENT),
+            job.record.header_values(TRACESTATE),
+            random_ids(),
+        );
+        let headers = TraceHeaders::of(&trace);
         // Identifiers only: the payload, the key and the tenant's secrets
         // never go into a span or an event.
         let span = tracing::info_span!(
             "delivery",
             partition = job.record.partition(),
             offset = job.offset,
+            trace_id = %trace.trace_id_hex(),
+            span_id = %trace.span_id_hex(),
             tenant = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
+        let mut exported = self.spans.as_ref().filter(|_| trace.sampled).map(|_| {
+            DeliverySpan::start(
+                &trace,
+                job.record.topic(),
+                job.record.partition(),
+                job.offset,
+            )
+        });
         let replay_of = job.record.header(REPLAY_OF).and_then(DlqPosition::parse);
-        let (outcome, parked) = self
-            .carry(&job, replay_of, &control)
+        let result = self
+            .carry(&job, replay_of, &control, &headers, &mut exported)
             .instrument(span)
-            .await?;
+            .await;
+        if let (Some(spans), Some(exported)) = (&self.spans, exported) {
+            match &result {
+                Ok((Outcome::DeadLettered(reason), _)) => {
+                    spans.end(exported, "dead_lettered", Some(reason.as_str()));
+                }
+                Ok((outcome, _)) => spans.end(exported, outcome.label(), None),
+                Err(Abandoned) => spans.end(exported, "abandoned", None),
+            }
+        }
+        let (outcome, parked) = result?;
         tracing::debug!(
             partition = job.record.partition(),
             offset = job.offset,
@@ -155,6 +189,8 @@ impl Pipeline {
         job: &Job<Record>,
         replay_of: Option<DlqPosition>,
         control: &JobControl,
+        headers: &TraceHeaders,
+        exported: &mut Option<DeliverySpan>,
     ) -> Result<(Outcome, Option<(DlqPosition, ParkedBecause)>), Abandoned> {
         let record = &job.record;
         let event = match self.decode(record, control).await? {
@@ -177,6 +213,9 @@ impl Pipeline {
             }
         };
         tracing::Span::current().record("tenant", event.tenant.as_str());
+        if let Some(exported) = exported.as_mut() {
+            exported.event(&event.tenant, &event.id);
+        }
 
         // Only the tenant's own events that are not replays wait behind the
         // replays it owes.
@@ -186,7 +225,14 @@ impl Pipeline {
             Resumption::Clear
         };
         match self
-            .attempt_until_done(record, &event, job.admission, resumption, control)
+            .attempt_until_done(
+                record,
+                &event,
+                (job.admission, resumption),
+                control,
+                headers,
+                exported,
+            )
             .await?
         {
             Ended::Outcome(outcome) => {
@@ -213,9 +259,10 @@ impl Pipeline {
         &self,
         record: &Record,
         event: &Event,
-        admission: Admission,
-        resumption: Resumption,
+        (admission, resumption): (Admission, Resumption),
         control: &JobControl,
+        headers: &TraceHeaders,
+        exported: &mut Option<DeliverySpan>,
     ) -> Result<Ended, Abandoned> {
         let plaintext = event.plaintext();
         let mut attempts = Attempts::default();
@@ -287,6 +334,8 @@ impl Pipeline {
                         webhook_id: &event.id,
                         timestamp,
                         signature: signature.as_deref(),
+                        traceparent: headers.traceparent.as_ref(),
+                        tracestate: headers.tracestate.as_ref(),
                         body,
                     };
                     tokio::select! {
@@ -302,6 +351,15 @@ impl Pipeline {
             drop(permit);
             attempts.last_status = outcome.status().or(attempts.last_status);
             tracing::debug!(%outcome, "attempt");
+            if let Some(exported) = exported.as_mut() {
+                exported.attempt(
+                    attempts.count,
+                    started,
+                    clock.elapsed(),
+                    outcome.status(),
+                    outcome.result_label(),
+                );
+            }
             self.metrics.attempt_finished(
                 outcome.result_label(),
                 clock.elapsed(),
@@ -468,6 +526,33 @@ impl Attempts {
             _ => letter,
         }
     }
+}
+
+/// The trace context headers of one delivery, made once and sent with
+/// every attempt.
+struct TraceHeaders {
+    traceparent: Option<HeaderValue>,
+    tracestate: Option<HeaderValue>,
+}
+
+impl TraceHeaders {
+    fn of(trace: &DeliveryTrace) -> Self {
+        // Both are validated printable ASCII, so neither conversion fails.
+        Self {
+            traceparent: HeaderValue::from_str(trace.traceparent()).ok(),
+            tracestate: trace
+                .tracestate()
+                .and_then(|s| HeaderValue::from_str(s).ok()),
+        }
+    }
+}
+
+/// Random bytes for a delivery's span id and, when it starts a trace, the
+/// trace id.
+fn random_ids() -> [u8; 24] {
+    let mut bytes = [0u8; 24];
+    crate::crypto::fill_random(&mut bytes);
+    bytes
 }
 
 fn random_jitter() -> Jitter {

@@ -111,6 +111,15 @@ impl Record {
             .and_then(|(_, value)| value.clone().map(|r| &self.bytes[r]))
     }
 
+    /// The values of every header named `name`, in order, without
+    /// allocating (trace context headers are read once per delivery).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a [u8]>> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| &self.bytes[n.clone()] == name.as_bytes())
+            .map(|(_, value)| value.clone().map(|r| &self.bytes[r]))
+    }
+
     /// Bytes held: key, value and headers.
     pub fn size(&self) -> usize {
         self.bytes.len()
@@ -164,6 +173,12 @@ mod tests {
         );
         assert_eq!(record.header("traceparent"), Some(&b"00-abc"[..]));
         assert_eq!(record.header("missing"), None);
+        assert_eq!(
+            record.header_values("traceparent").collect::<Vec<_>>(),
+            [Some(&b"00-abc"[..])]
+        );
+        assert_eq!(record.header_values("empty").collect::<Vec<_>>(), [None]);
+        assert_eq!(record.header_values("missing").count(), 0);
         assert_eq!(record.size(), 4 + 21 + 11 + 6 + 5 + 4);
         assert!(!format!("{record:?}").contains("acme"), "no customer data");
     }

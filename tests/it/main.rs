@@ -28,4 +28,5 @@ mod setup_topics;
 mod soak;
 mod telemetry;
 mod tenants;
+mod trace_context;
 mod transactional_dlq;
