@@ -54,6 +54,10 @@ fuzz_target!(|input: Input| {
         suspend_after: 3,
         suspension_probe_interval: Duration::from_secs(300),
         transactional_dlq: false,
+        pool_max_idle_per_host: 8,
+        pool_max_idle: 8192,
+        pool_idle_timeout: Duration::from_secs(60),
+        prepared_tenants: 50_000,
     };
     let policy = RetryPolicy::from_config(&config);
     let outcome = match input.outcome {

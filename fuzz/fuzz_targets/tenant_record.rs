@@ -1,5 +1,7 @@
 //! `Tenant::from_bytes` on an arbitrary id and record value: never panics;
-//! an accepted tenant has an http(s) URL with a host and no credentials,
+//! an accepted tenant prepares for delivery (its key and URL as the
+//! replica builds them at its first delivery) with an http(s) URL with a
+//! host and no credentials,
 //! a non-empty key id, and a rate limit, when it has one, within bounds
 //! with a non-zero interval.
 //!
@@ -18,9 +20,13 @@ fuzz_target!(|data: &[u8]| {
     let (id, value) = rest.split_at(usize::from(*id_len).min(rest.len()));
     let id = String::from_utf8_lossy(id);
     if let Ok(tenant) = Tenant::from_bytes(&id, value) {
-        assert!(matches!(tenant.url.scheme(), "http" | "https"));
-        assert!(tenant.url.host().is_some());
-        assert!(tenant.url.username().is_empty() && tenant.url.password().is_none());
+        let prepared = tenant
+            .prepare()
+            .expect("an accepted tenant prepares for delivery");
+        let url = &prepared.url;
+        assert!(matches!(url.scheme(), "http" | "https"));
+        assert!(url.host().is_some());
+        assert!(url.username().is_empty() && url.password().is_none());
         assert!(!tenant.key_id().is_empty());
         if let Some(limit) = tenant.rate_limit {
             assert!((MIN_EVENTS_PER_SECOND..=MAX_EVENTS_PER_SECOND).contains(&limit.per_second()));

@@ -19,9 +19,9 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 use prost::Message as _;
 
-use crate::support::process::Spawned;
+use crate::support::process::{Spawned, command};
 use crate::support::replica::{TestTenant, create_topics, write_topology};
-use crate::support::{Broker, Receiver, hookline};
+use crate::support::{Broker, Receiver};
 use hookline::delivery::runner::Topics;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -30,17 +30,9 @@ const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 
 /// `hookline run` with JSON logs, the worker's per-attempt lines included.
 fn run_command(broker: &Broker, topology: &Path) -> Command {
-    let mut command = hookline(&broker.bootstrap);
+    let mut command = command(broker, topology);
     command
         .arg("run")
-        .env("HOOKLINE__TOPOLOGY", topology)
-        .env("HOOKLINE__KAFKA__GROUP_ID", broker.name("group"))
-        .env("HOOKLINE__KAFKA__SESSION_TIMEOUT", "6s")
-        .env("HOOKLINE__KAFKA__DRAIN_TIMEOUT", "3s")
-        .env("HOOKLINE__DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
-        .env("HOOKLINE__DELIVERY__INITIAL_BACKOFF", "50ms")
-        .env("HOOKLINE__DELIVERY__MAX_BACKOFF", "200ms")
-        .env("HOOKLINE__TELEMETRY__LISTEN", "127.0.0.1:0")
         .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json")
         .env(
             "RUST_LOG",
