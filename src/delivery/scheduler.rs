@@ -320,6 +320,9 @@ pub struct Scheduler<R> {
     /// Ready lanes whose head waits for its tenant's rate limit.
     throttled: BTreeSet<(Instant, Key)>,
     tenants: HashMap<Key, TenantState>,
+    /// When `tenants` holds this many entries, the idle ones are removed
+    /// (see [`Scheduler::sweep_idle_tenants`]).
+    sweep_at: usize,
     /// Records finished before a restart, above the committed offset.
     finished_before: BTreeSet<i64>,
     /// Held records backing off, and suspended tenants, counted as they
@@ -356,6 +359,9 @@ fn debt_after(owed: Option<DlqPosition>, done: &Done) -> (Option<DlqPosition>, b
     (now_owed, caught_up)
 }
 
+/// Tenant states below which the idle ones are not swept.
+const MIN_SWEEP: usize = 64;
+
 /// The lane of all records in partition order, and of records without a
 /// key in key order (those are dead-lettered at once).
 fn shared_lane() -> Key {
@@ -374,6 +380,7 @@ impl<R> Scheduler<R> {
             ready: VecDeque::new(),
             throttled: BTreeSet::new(),
             tenants: HashMap::new(),
+            sweep_at: MIN_SWEEP,
             finished_before: BTreeSet::new(),
             backing_off: 0,
             suspended: 0,
@@ -698,7 +705,27 @@ impl<R> Scheduler<R> {
         if state.is_idle(now) {
             self.tenants.remove(&tenant);
         }
+        self.sweep_idle_tenants(now);
         change
+    }
+
+    /// Removes the state of tenants that keep nothing any more. A
+    /// rate-limited tenant's state outlives its last record until its
+    /// spacing has passed, and no later record of it may come to remove it:
+    /// across many tenants these would pile up for good. So once the map
+    /// has doubled since the last sweep, the idle entries go (a spacing
+    /// passed is no spacing; suspensions and debts are never idle), which
+    /// keeps it within twice the tenants that need one, at a constant cost
+    /// per record on average.
+    fn sweep_idle_tenants(&mut self, now: Instant) {
+        if self.tenants.len() < self.sweep_at {
+            return;
+        }
+        self.tenants.retain(|_, state| !state.is_idle(now));
+        self.sweep_at = (2 * self.tenants.len()).max(MIN_SWEEP);
+        if self.tenants.capacity() > 4 * self.sweep_at {
+            self.tenants.shrink_to(self.sweep_at);
+        }
     }
 
     /// When the window is full, the tenant of its lowest record is backing

@@ -13,7 +13,7 @@
 use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
@@ -102,6 +102,10 @@ pub struct TableStats {
 /// The table's entries, found by tenant id.
 type Entries = HashSet<ById, quick_cache::DefaultHashBuilder>;
 
+fn is_invalid(entry: &TenantEntry) -> bool {
+    matches!(entry, TenantEntry::Invalid { .. })
+}
+
 /// A cheaply clonable handle on the shared table.
 #[derive(Clone)]
 pub struct TenantTable {
@@ -112,6 +116,10 @@ struct Inner {
     /// With the hasher of the cache crate (aHash, randomly keyed): a
     /// fraction of SipHash's cost, and still not predictable from outside.
     entries: RwLock<Entries>,
+    /// The `Invalid` entries among them, counted as entries come and go
+    /// (changed only under the write lock), so that the gauges, refreshed
+    /// at every scrape of `/metrics`, need not walk a million entries.
+    invalid: AtomicUsize,
     /// Prepared tenants by [`Tenant::serial`]: the recently active ones.
     prepared: quick_cache::sync::Cache<u64, Arc<PreparedTenant>>,
     patterns: PatternSets,
@@ -139,6 +147,7 @@ impl TenantTable {
         Self {
             inner: Arc::new(Inner {
                 entries: RwLock::default(),
+                invalid: AtomicUsize::new(0),
                 prepared: quick_cache::sync::Cache::new(prepared),
                 patterns: PatternSets::default(),
                 restored: watch::Sender::new(false),
@@ -184,14 +193,12 @@ impl TenantTable {
         all
     }
 
+    /// The counts, without walking the entries.
     pub fn stats(&self) -> TableStats {
         let entries = self.read();
         TableStats {
             tenants: entries.len(),
-            invalid: entries
-                .iter()
-                .filter(|e| matches!(*e.0, TenantEntry::Invalid { .. }))
-                .count(),
+            invalid: self.inner.invalid.load(Ordering::Relaxed),
             invalid_records: self.inner.invalid_records.load(Ordering::Relaxed),
             unusable_keys: self.inner.unusable_keys.load(Ordering::Relaxed),
         }
@@ -231,12 +238,26 @@ impl TenantTable {
 
     /// Installs or replaces an entry.
     pub(super) fn insert(&self, entry: TenantEntry) {
-        self.write().replace(ById(Arc::new(entry)));
+        let invalid = is_invalid(&entry);
+        let mut entries = self.write();
+        if invalid {
+            self.inner.invalid.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(old) = entries.replace(ById(Arc::new(entry)))
+            && is_invalid(&old.0)
+        {
+            self.inner.invalid.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Removes the entry of `id`, if any.
     pub(super) fn remove(&self, id: &str) {
-        self.write().remove(id);
+        let mut entries = self.write();
+        if let Some(old) = entries.take(id)
+            && is_invalid(&old.0)
+        {
+            self.inner.invalid.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Empties the table, before a restore starts (again).
@@ -244,6 +265,7 @@ impl TenantTable {
         let mut entries = self.write();
         entries.clear();
         entries.shrink_to_fit();
+        self.inner.invalid.store(0, Ordering::Relaxed);
     }
 
     /// Reports (counts and logs) every invalid entry, once a restore has
@@ -417,5 +439,33 @@ mod tests {
         table.apply(b"broken", None);
         assert!(table.get("broken").is_none());
         assert_eq!(table.stats().tenants, 0);
+        assert_eq!(table.stats().invalid, 0);
+    }
+
+    #[test]
+    fn the_invalid_count_follows_every_change() {
+        let table = TenantTable::new();
+        let key = test_keys::generated_2048();
+        let good = record(key, "https://a.example.com/");
+        let count = |table: &TenantTable| (table.stats().tenants, table.stats().invalid);
+        table.apply(b"a", Some(b"{not json"));
+        table.apply(b"b", Some(b"{not json"));
+        table.apply(b"c", Some(&good));
+        assert_eq!(count(&table), (3, 2));
+        // Invalid replaced by invalid, then by valid, and back.
+        table.apply(b"a", Some(b"[]"));
+        assert_eq!(count(&table), (3, 2));
+        table.apply(b"a", Some(&good));
+        assert_eq!(count(&table), (3, 1));
+        table.apply(b"c", Some(b"{not json"));
+        assert_eq!(count(&table), (3, 2));
+        // Tombstones, including one for a tenant that does not exist.
+        table.apply(b"b", None);
+        table.apply(b"zzz", None);
+        assert_eq!(count(&table), (2, 1));
+        table.clear();
+        assert_eq!(count(&table), (0, 0));
+        table.apply(b"d", Some(b"{not json"));
+        assert_eq!(count(&table), (1, 1));
     }
 }

@@ -140,6 +140,10 @@ struct Args {
     /// the memory of active tenants.
     #[arg(long, default_value_t = 100_000)]
     restore_active: u64,
+    /// Events the active tenants of each restore run get, round-robin (0:
+    /// one each), to tell memory per tenant from memory per event.
+    #[arg(long, default_value_t = 0)]
+    restore_events: u64,
     /// Times the throughput and isolation runs are repeated, alternately
     /// (medians are reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]

@@ -45,7 +45,8 @@ pub struct RestoreRun {
     peak_rss_mib: f64,
     /// RSS once restored and ready, before any delivery.
     idle_rss_mib: f64,
-    /// Tenants that got one delivery each, and the RSS after them.
+    /// Tenants that got events (one each unless `--restore-events` says
+    /// more), the events delivered, and the RSS after them.
     active_tenants: u64,
     active_delivered: u64,
     active_rss_mib: f64,
@@ -100,11 +101,11 @@ impl RestoreRun {
                 ),
             );
             let active_extra = (run.active_rss_mib - run.idle_rss_mib).max(0.0) * 1024.0 * 1024.0
-                / run.active_delivered.max(1) as f64;
+                / run.active_tenants.max(1) as f64;
             report.row(
                 format!(
-                    "restore {n}: RSS after {} tenants active / more per active tenant",
-                    run.active_delivered
+                    "restore {n}: RSS after {} events to {} tenants / more per active tenant",
+                    run.active_delivered, run.active_tenants
                 ),
                 format!("{:.0} MiB / {active_extra:.0} B", run.active_rss_mib),
             );
@@ -205,7 +206,11 @@ impl Bench {
         let idle_rss_mib = replica.rss_mib();
 
         let active = self.args.restore_active.min(n);
-        let active_delivered = self.deliver_once_each(&setup, active).await?;
+        let events = match self.args.restore_events {
+            0 => active,
+            events => events,
+        };
+        let active_delivered = self.deliver_round_robin(&setup, active, events).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let active_rss_mib = replica.rss_mib();
         let log = replica.log.clone();
@@ -235,14 +240,19 @@ impl Bench {
         })
     }
 
-    /// One event to each of the first `tenants` tenants; waits (at most
-    /// two minutes) until the receiver has them all, and returns how many
-    /// it got.
-    async fn deliver_once_each(&self, setup: &crate::Setup, tenants: u64) -> Result<u64, String> {
+    /// `events` events to the first `tenants` tenants, round-robin; waits
+    /// (at most two minutes) until the receiver has them all, and returns
+    /// how many it got.
+    async fn deliver_round_robin(
+        &self,
+        setup: &crate::Setup,
+        tenants: u64,
+        events: u64,
+    ) -> Result<u64, String> {
         let counts = &self.receiver.counts;
         counts.reset(Default::default());
         let producer = BulkProducer::new(5).map_err(|e| e.to_string())?;
-        for i in 0..tenants {
+        for i in 0..events {
             let value = format!(
                 r#"{{"id":"r{i}","type":"order.created","data":{{"seq":{i},"pad":"{}"}}}}"#,
                 &self.pad[..64]
@@ -251,7 +261,7 @@ impl Bench {
                 .send(
                     &setup.topics.events,
                     None,
-                    restore_tenant_id(i).as_bytes(),
+                    restore_tenant_id(i % tenants.max(1)).as_bytes(),
                     value.as_bytes(),
                 )
                 .map_err(|e| e.to_string())?;
@@ -259,7 +269,7 @@ impl Bench {
         producer.flush().map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let delivered = || counts.delivered.load(std::sync::atomic::Ordering::Relaxed);
-        while delivered() < tenants && Instant::now() < deadline {
+        while delivered() < events && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(delivered())

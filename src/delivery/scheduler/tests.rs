@@ -349,6 +349,65 @@ fn a_rate_limited_tenant_waits_without_holding_others() {
 }
 
 #[test]
+fn rate_limited_tenants_leave_no_state_behind_once_their_spacing_passed() {
+    let mut now = Instant::now();
+    let second = Duration::from_secs(1);
+    let spacing = |_: &[u8]| Some(second);
+    let mut s = Scheduler::new(settings(Lanes::PerKey));
+    // 10,000 tenants, one event each, 100 of them within each second: each
+    // one's spacing outlives its only record.
+    for offset in 0..10_000 {
+        if offset % 100 == 0 {
+            now += 2 * second;
+        }
+        let tenant = format!("t{offset}");
+        s.admit(offset, Some(tenant.as_bytes()), 1, ());
+        assert_eq!(s.next_job(now, spacing).unwrap().offset, offset);
+        s.finish(offset, Ending::Delivered, now);
+    }
+    assert!(
+        s.tenants.len() <= 2 * 100 + MIN_SWEEP,
+        "{} tenant states kept for 100 tenants within their spacing",
+        s.tenants.len()
+    );
+    // The rate limit of the tenants within their spacing still holds.
+    s.admit(10_000, Some(b"t9999"), 1, ());
+    assert!(
+        s.next_job(now, spacing).is_none(),
+        "t9999 waits its spacing"
+    );
+    assert_eq!(s.next_job(now + second, spacing).unwrap().offset, 10_000);
+    s.finish(10_000, Ending::Delivered, now + second);
+    assert!(s.lanes.is_empty());
+}
+
+#[test]
+fn suspended_and_owing_tenants_survive_a_sweep() {
+    let now = Instant::now();
+    let mut s: Scheduler<()> = Scheduler::new(settings(Lanes::PerKey));
+    s.restore(
+        [],
+        [(Key::from(&b"suspended"[..]), now + Duration::from_secs(60))],
+    );
+    s.restore_owed([(Key::from(&b"owing"[..]), at(5))]);
+    let second = Duration::from_secs(1);
+    for offset in 0..1_000 {
+        let tenant = format!("t{offset}");
+        s.admit(offset, Some(tenant.as_bytes()), 1, ());
+        s.next_job(now, |_: &[u8]| Some(second)).unwrap();
+        s.finish(offset, Ending::Delivered, now + 2 * second);
+    }
+    assert!(s.tenants.len() <= MIN_SWEEP);
+    assert!(s.is_suspended(b"suspended"));
+    assert_eq!(s.suspended_count(), 1);
+    assert_eq!(
+        s.owed().collect::<Vec<_>>(),
+        [(Key::from(&b"owing"[..]), at(5))]
+    );
+    assert_eq!(s.owing_count(), 1);
+}
+
+#[test]
 fn restored_suspensions_apply_to_the_next_records() {
     let now = Instant::now();
     let mut s = Scheduler::new(settings(Lanes::PerKey));
