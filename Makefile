@@ -72,7 +72,7 @@ fuzz: ## Fuzz every target for FUZZ_LONG seconds each (nightly and cargo-fuzz)
 	bash fuzz/run.sh $(FUZZ_LONG)
 
 .PHONY: bench
-bench: up ## Benchmarks (about 11 minutes after the build; BENCH_ARGS=--quick for 3 min): table + target/bench/results.json
+bench: up ## Benchmarks (about 15 minutes after the build; BENCH_ARGS=--quick for 4 min): table + target/bench/results.json
 	$(CARGO) build --release --bins
 	$(CARGO) run --release --quiet --bin hookline-bench -- $(BENCH_ARGS)
 

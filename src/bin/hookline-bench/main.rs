@@ -19,8 +19,8 @@
 //!   replica joining, leaving (SIGTERM) and dying (`kill -9`) costs;
 //! - `dlq`: every endpoint answering 410, `delivery.transactional_dlq` off
 //!   against on: dead letters per second and CPU per dead letter;
-//! - `endpoints` (not in the default list): 10,000 hosts with realistic
-//!   answer times, up to a million tenants.
+//! - `endpoints`: 10,000 hosts with realistic answer times, up to a
+//!   million tenants.
 //!
 //! Layout: `delivery` (drains of pre-produced events and their reports),
 //! `steady` (a steady produce rate: latency and head of line), `window`,
@@ -163,7 +163,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "floor,throughput,latency,isolation,slow,hol,window,restore,replicas,dlq"
+        default_value = "floor,throughput,latency,isolation,slow,hol,window,restore,replicas,dlq,endpoints"
     )]
     only: Vec<String>,
     /// Where the JSON results go.
