@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use hookline::crypto::{KeyRing, SigningSecret, VerifyError};
-use hookline::receiver::{Receiver as Opener, Rejection, WebhookHeaders};
+use hookline::receiver::{Receiver as Opener, Rejection};
 use reqwest::Method;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -24,12 +24,7 @@ fn open_with(
     let mut keys = KeyRing::new();
     keys.insert_with_thumbprint(tenant.key.clone());
     let opener = Opener::new(keys, Some(secret.clone()));
-    let headers = WebhookHeaders {
-        id: request.header("webhook-id"),
-        timestamp: request.header("webhook-timestamp"),
-        signature: request.header("webhook-signature"),
-        content_type: request.header("content-type"),
-    };
+    let headers = request.webhook_headers();
     opener
         .receive(&headers, &request.body, SystemTime::now())
         .map(|delivery| delivery.webhook_id)

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use hookline::crypto::signature::unix_seconds;
 use hookline::crypto::{KeyRing, PrivateKey, SigningSecret};
-use hookline::receiver::{Delivery, Receiver as Opener, WebhookHeaders};
+use hookline::receiver::{Delivery, Receiver as Opener};
 use secrecy::ExposeSecret as _;
 
 use crate::support::process::Spawned;
@@ -26,12 +26,7 @@ fn event(id: &str, event_type: &str, data: serde_json::Value) -> Vec<u8> {
 /// Opens a captured request with `keys` and `secret`, as a tenant would.
 fn open(keys: &KeyRing, secret: &SigningSecret, request: &Received) -> Delivery {
     let opener = Opener::new(keys.clone(), Some(secret.clone()));
-    let headers = WebhookHeaders {
-        id: request.header("webhook-id"),
-        timestamp: request.header("webhook-timestamp"),
-        signature: request.header("webhook-signature"),
-        content_type: request.header("content-type"),
-    };
+    let headers = request.webhook_headers();
     opener
         .receive(&headers, &request.body, SystemTime::now())
         .unwrap_or_else(|e| panic!("cannot open a delivery: {}", e.reason()))
@@ -272,12 +267,7 @@ async fn a_rotated_key_applies_from_the_next_delivery_and_never_reverts() {
     old_only.insert_with_thumbprint(tenant.key.clone());
     let opener = Opener::new(old_only, Some(tenant.secret.clone()));
     let last = received.last().unwrap();
-    let headers = WebhookHeaders {
-        id: last.header("webhook-id"),
-        timestamp: last.header("webhook-timestamp"),
-        signature: last.header("webhook-signature"),
-        content_type: last.header("content-type"),
-    };
+    let headers = last.webhook_headers();
     let refused = opener
         .receive(&headers, &last.body, SystemTime::now())
         .unwrap_err();

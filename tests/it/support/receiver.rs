@@ -21,6 +21,16 @@ pub struct Received {
 }
 
 impl Received {
+    /// The Standard Webhooks headers, as a tenant's receiver reads them.
+    pub fn webhook_headers(&self) -> hookline::receiver::WebhookHeaders<'_> {
+        hookline::receiver::WebhookHeaders {
+            id: self.header("webhook-id"),
+            timestamp: self.header("webhook-timestamp"),
+            signature: self.header("webhook-signature"),
+            content_type: self.header("content-type"),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hookline::config::Config;
 use hookline::crypto::{KeyRing, PrivateKey, SigningSecret};
 use hookline::delivery::runner::{self, ReplicaState, Topics};
-use hookline::receiver::{Receiver as Opener, WebhookHeaders};
+use hookline::receiver::Receiver as Opener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -152,12 +152,7 @@ impl TestTenant {
         let mut keys = KeyRing::new();
         keys.insert_with_thumbprint(self.key.clone());
         let opener = Opener::new(keys, Some(self.secret.clone()));
-        let headers = WebhookHeaders {
-            id: request.header("webhook-id"),
-            timestamp: request.header("webhook-timestamp"),
-            signature: request.header("webhook-signature"),
-            content_type: request.header("content-type"),
-        };
+        let headers = request.webhook_headers();
         opener
             .receive(&headers, &request.body, std::time::SystemTime::now())
             .unwrap_or_else(|e| panic!("tenant {} cannot open a delivery: {}", self.id, e.reason()))
