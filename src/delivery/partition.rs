@@ -10,9 +10,16 @@
 //! flight finish, backoff waits end at once, and the offset reached is
 //! stored and committed. `abort` abandons whatever is in flight and stores
 //! nothing more (the partition belongs to another member already).
+//!
+//! A record dead-lettered outside a transaction holds its lane until a
+//! commit lists it as finished (see [`Scheduler`]): the driver commits at
+//! once when a lane waits for that, and otherwise with its next tick. The
+//! commit carries this member's generation, so a replica that lost the
+//! partition while frozen is refused, and never delivers the next record.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -284,6 +291,15 @@ struct Checkpoints {
     waiting: VecDeque<(i64, Done, oneshot::Sender<Option<Proposal>>)>,
 }
 
+/// A commit of the checkpoint that confirms dead-lettered records, in
+/// flight while the driver goes on.
+struct Confirmation {
+    /// The finishes the checkpoint covers.
+    covers: u64,
+    committing: (i64, String),
+    commit: Pin<Box<dyn Future<Output = bool> + Send>>,
+}
+
 /// The driver's state, with the source and processor it works with.
 struct Driver<S: PartitionSource, P> {
     source: Arc<S>,
@@ -298,6 +314,9 @@ struct Driver<S: PartitionSource, P> {
     abort: CancellationToken,
     gauges: Gauges,
     checkpoints: Checkpoints,
+    confirmation: Option<Confirmation>,
+    /// When the last confirmation failed: the next waits for a tick.
+    confirmation_failed: Option<Instant>,
     window_warned: Option<Instant>,
     /// The window was full at some moment since the last tick: the gauge
     /// says so for the whole tick, rather than flickering with every
@@ -339,6 +358,8 @@ pub async fn run<S, P>(
         abort,
         gauges: Gauges::default(),
         checkpoints: Checkpoints::default(),
+        confirmation: None,
+        confirmation_failed: None,
         window_warned: None,
         window_filled: false,
     };
@@ -422,6 +443,9 @@ where
                 return Ok(());
             }
             self.start_ready_jobs();
+            if self.scheduler.awaits_commit() {
+                self.confirm(false)?;
+            }
             if !self.scheduler.has_room() {
                 self.window_filled = true;
                 // Records finish and arrive while the window stays full:
@@ -438,6 +462,7 @@ where
                 // Before the tasks: a task withdraws before it returns.
                 Some(hand_off) = inbox.hand_offs.recv() => self.hand_off(hand_off),
                 Some(done) = self.tasks.join_next() => self.finished(done),
+                committed = confirmation(&mut self.confirmation) => self.confirmed(committed),
                 Some((offset, backing_off)) = inbox.statuses.recv() => {
                     self.scheduler.set_backing_off(offset, backing_off);
                     self.gauges.set(&self.scheduler);
@@ -446,6 +471,9 @@ where
                 _ = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {}
                 _ = tick.tick() => {
                     self.checkpoint(false).await?;
+                    if self.scheduler.has_unconfirmed() {
+                        self.confirm(true)?;
+                    }
                     self.watch_window();
                 }
             }
@@ -523,6 +551,7 @@ where
             }
             return;
         };
+        let transacted = settled.is_some();
         if let Some(proposal) = settled {
             // The transaction committed the proposal. The store still holds
             // an older checkpoint, which the group would commit on a
@@ -537,7 +566,14 @@ where
             self.checkpoints.stored = Some(committed.clone());
             self.checkpoints.in_store = Some(committed);
         }
-        let finished = self.scheduler.finish(offset, done, Instant::now());
+        // A transaction committed the dead letter with its record's finish;
+        // any other dead letter is only acknowledged.
+        let finished = if done.dead_lettered && !transacted {
+            self.scheduler
+                .finish_unconfirmed(offset, done, Instant::now())
+        } else {
+            self.scheduler.finish(offset, done, Instant::now())
+        };
         if let Some(change) = finished.suspension {
             self.log_suspension(&change);
         }
@@ -705,6 +741,58 @@ where
         })
     }
 
+    /// Commits the checkpoint now, so that the lanes holding dead-lettered
+    /// records may go on once it is taken; the commit runs while the driver
+    /// goes on. One at a time, and after a failure not before the next
+    /// tick (`at_tick`), nor while a dead letter's transaction holds the
+    /// checkpoints.
+    fn confirm(&mut self, at_tick: bool) -> Result<(), PartitionLost> {
+        if self.confirmation.is_some()
+            || self.checkpoints.held.is_some()
+            || (self.confirmation_failed.is_some() && !at_tick)
+        {
+            return Ok(());
+        }
+        let Some(checkpoint) = self.scheduler.checkpoint() else {
+            return Ok(());
+        };
+        let covers = checkpoint.covers;
+        let metadata = self.metadata(checkpoint);
+        let offset = metadata.offset;
+        let (text, _) = metadata.encode();
+        // The store holds it too, so that the group's own commits never
+        // send an older checkpoint after this one.
+        self.source.store(offset, &text)?;
+        self.checkpoints.in_store = Some((offset, text.clone()));
+        self.checkpoints.stored = Some((offset, text.clone()));
+        let source = self.source.clone();
+        let committing = (offset, text.clone());
+        self.confirmation = Some(Confirmation {
+            covers,
+            committing,
+            commit: Box::pin(async move { source.commit(offset, &text).await }),
+        });
+        Ok(())
+    }
+
+    /// The confirming commit ended: on success the lanes it covers go on;
+    /// otherwise it is tried again with the next tick.
+    fn confirmed(&mut self, committed: bool) {
+        let Some(confirmation) = self.confirmation.take() else {
+            return;
+        };
+        if committed {
+            self.confirmation_failed = None;
+            self.scheduler.confirm(confirmation.covers);
+            self.checkpoints.commit_sent = Some(confirmation.committing);
+        } else {
+            self.confirmation_failed = Some(Instant::now());
+            // Stored but not committed: the next tick stores (and, if only
+            // the metadata changed, commits) it again.
+            self.checkpoints.stored = None;
+        }
+    }
+
     /// Stores the offset reached, with its metadata, when it says
     /// something new; commits it at once when only the metadata changed
     /// (at most every [`METADATA_COMMIT_INTERVAL`], or now when `last`).
@@ -831,6 +919,14 @@ where
         {
             tracing::warn!(partition = self.partition(), error = %e, "final offset not stored");
         }
+    }
+}
+
+/// The confirming commit in flight, if any; pending while there is none.
+async fn confirmation(confirmation: &mut Option<Confirmation>) -> bool {
+    match confirmation {
+        Some(confirmation) => (&mut confirmation.commit).await,
+        None => std::future::pending().await,
     }
 }
 

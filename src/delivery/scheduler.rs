@@ -16,6 +16,15 @@
 //! records it holds reach the byte limit), the partition reads nothing more
 //! until its lowest record finishes.
 //!
+//! A lane whose record was dead-lettered hands out its next record for
+//! delivery only once a commit lists the dead-lettered one as finished
+//! ([`Scheduler::finish_unconfirmed`], [`Scheduler::confirm`]). Until then
+//! the finish lives only in this replica: were it to die, or to lose the
+//! partition while frozen, the next owner would deliver the dead-lettered
+//! record after the later one its receiver already has. A record that is
+//! dead-lettered too (its tenant suspended) does not wait: it reaches no
+//! receiver.
+//!
 //! It also keeps, per tenant, the circuit breaker (suspension after
 //! consecutive exhausted events, a probe every interval), the spacing of
 //! a rate-limited tenant's events, and what an in-order resumption owes:
@@ -145,6 +154,8 @@ pub struct Done {
     pub parked: Option<(DlqPosition, ParkedBecause)>,
     /// The tenant no longer exists: whatever it owed is forgotten.
     pub tenant_gone: bool,
+    /// The record went to the dead-letter topic.
+    pub dead_lettered: bool,
 }
 
 impl From<Ending> for Done {
@@ -154,6 +165,7 @@ impl From<Ending> for Done {
             replay_of: None,
             parked: None,
             tenant_gone: false,
+            dead_lettered: ending == Ending::RetriesExhausted,
         }
     }
 }
@@ -210,6 +222,10 @@ pub struct Checkpoint {
     pub suspended: Vec<(Key, Instant)>,
     /// Tenants owing the replay of parked dead letters, with the newest.
     pub owed: Vec<(Key, DlqPosition)>,
+    /// The finishes it includes: once it is committed,
+    /// [`Scheduler::confirm`] with this releases the lanes that wait for
+    /// them.
+    pub covers: u64,
 }
 
 /// Who holds a partition's window.
@@ -325,6 +341,13 @@ pub struct Scheduler<R> {
     sweep_at: usize,
     /// Records finished before a restart, above the committed offset.
     finished_before: BTreeSet<i64>,
+    /// Records finished so far: each finish's number.
+    finishes: u64,
+    /// Lanes whose newest finished record was dead-lettered and is not
+    /// known to be committed as finished, with that finish's number.
+    unconfirmed: HashMap<Key, u64>,
+    /// Lanes among those whose next record waits for that commit.
+    awaiting_commit: HashSet<Key>,
     /// Held records backing off, and suspended tenants, counted as they
     /// change: the gauges read them after every record.
     backing_off: usize,
@@ -382,6 +405,9 @@ impl<R> Scheduler<R> {
             tenants: HashMap::new(),
             sweep_at: MIN_SWEEP,
             finished_before: BTreeSet::new(),
+            finishes: 0,
+            unconfirmed: HashMap::new(),
+            awaiting_commit: HashSet::new(),
             backing_off: 0,
             suspended: 0,
             owing: 0,
@@ -517,6 +543,10 @@ impl<R> Scheduler<R> {
             let admission = key
                 .as_ref()
                 .map_or(Admission::Deliver, |k| self.admission(k, now));
+            if admission != Admission::Suspended && self.unconfirmed.contains_key(&lane_key) {
+                self.awaiting_commit.insert(lane_key);
+                continue;
+            }
             if admission != Admission::Suspended
                 && let Some(key) = &key
                 && let Some(not_before) = self.tenants.get(key).and_then(|t| t.not_before)
@@ -602,9 +632,25 @@ impl<R> Scheduler<R> {
         }
     }
 
-    /// A record handed out has reached its outcome, which is durable.
+    /// A record handed out has reached its outcome, which is durable, and
+    /// is committed as finished with the next checkpoint.
     pub fn finish(&mut self, offset: i64, done: impl Into<Done>, now: Instant) -> Finished {
-        let done = done.into();
+        self.finish_as(offset, done.into(), now, true)
+    }
+
+    /// [`Scheduler::finish`] for a record dead-lettered outside the commit
+    /// of its offset: its lane delivers nothing more until a checkpoint
+    /// that covers this finish is committed ([`Scheduler::confirm`]).
+    pub fn finish_unconfirmed(
+        &mut self,
+        offset: i64,
+        done: impl Into<Done>,
+        now: Instant,
+    ) -> Finished {
+        self.finish_as(offset, done.into(), now, false)
+    }
+
+    fn finish_as(&mut self, offset: i64, done: Done, now: Instant, confirmed: bool) -> Finished {
         let Some(held) = self.held.get(&offset) else {
             return Finished::default();
         };
@@ -638,6 +684,10 @@ impl<R> Scheduler<R> {
             (Lanes::PerKey, Some(key)) => key.clone(),
             _ => shared_lane(),
         };
+        self.finishes += 1;
+        if !confirmed {
+            self.unconfirmed.insert(lane_key.clone(), self.finishes);
+        }
         if let Some(lane) = self.lanes.get_mut(&lane_key) {
             lane.busy = false;
             if lane.waiting.is_empty() {
@@ -786,7 +836,33 @@ impl<R> Scheduler<R> {
             finished_above: self.finished_ahead.iter().copied().collect(),
             suspended: self.suspended().collect(),
             owed: self.owed().collect(),
+            covers: self.finishes,
         })
+    }
+
+    /// A checkpoint that covers `covers` finishes was committed: the lanes
+    /// that waited for it hand out their next records again.
+    pub fn confirm(&mut self, covers: u64) {
+        let (ready, awaiting) = (&mut self.ready, &mut self.awaiting_commit);
+        self.unconfirmed.retain(|lane, finish| {
+            if *finish > covers {
+                return true;
+            }
+            if awaiting.remove(lane) {
+                ready.push_back(lane.clone());
+            }
+            false
+        });
+    }
+
+    /// Dead-lettered records are finished but not known to be committed.
+    pub fn has_unconfirmed(&self) -> bool {
+        !self.unconfirmed.is_empty()
+    }
+
+    /// A lane's next record waits for the commit of a dead-lettered one.
+    pub fn awaits_commit(&self) -> bool {
+        !self.awaiting_commit.is_empty()
     }
 
     /// The checkpoint as it will be once the record at `offset`, handed
@@ -804,6 +880,7 @@ impl<R> Scheduler<R> {
         let done = done.into();
         let held = self.held.get(&offset).filter(|h| h.started)?;
         let mut checkpoint = self.checkpoint()?;
+        checkpoint.covers += 1;
         checkpoint.offset = self
             .held
             .keys()

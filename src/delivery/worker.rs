@@ -88,6 +88,7 @@ impl Outcome {
             replay_of,
             parked,
             tenant_gone: self == Outcome::DeadLettered(DlqReason::UnknownTenant),
+            dead_lettered: matches!(self, Outcome::DeadLettered(_)),
         }
     }
 

@@ -391,3 +391,87 @@ async fn a_second_signal_ends_a_graceful_stop_at_once() {
     assert_eq!(status.code(), Some(130), "{}", receiver.stderr());
     drop(request);
 }
+
+/// A replica killed just after it dead-lettered a tenant's event and sent
+/// the tenant's next one: the dead letter's finish was committed before
+/// the next event left, so the next owner does not deliver the
+/// dead-lettered event after the one the receiver already has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_after_a_dead_letter_never_delivers_it_after_the_next_event() {
+    let broker = Broker::new("kill9-dead-letter");
+    let dir = tempfile::tempdir().unwrap();
+    let (topics, topology) = set_up_topics(&broker, dir.path(), 1);
+    // The first replica's pid: the receiver kills it the moment the
+    // tenant's second event arrives. Its first event fails while that
+    // replica runs, and would be accepted afterwards.
+    let victim = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let receiver = Receiver::start(Arc::new({
+        let (victim, killed) = (victim.clone(), killed.clone());
+        move |_, request| match request.header("webhook-id") {
+            Some("dl-0") if !killed.load(std::sync::atomic::Ordering::SeqCst) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Some("dl-1") if !killed.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+                let pid = victim.load(std::sync::atomic::Ordering::SeqCst);
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .expect("run kill");
+                assert!(status.success());
+                StatusCode::OK
+            }
+            _ => StatusCode::OK,
+        }
+    }))
+    .await;
+    let tenant = TestTenant::new("dl");
+    tenant
+        .register(&broker, &topics, &tenant.record(&receiver.url("/dl")))
+        .await;
+    let replica = |max_attempts: &str| {
+        let mut run = command(&broker, &topology);
+        run.env("HOOKLINE__DELIVERY__MAX_ATTEMPTS", max_attempts)
+            .arg("run");
+        Spawned::start(run)
+    };
+    let mut first = replica("1");
+    victim.store(first.pid(), std::sync::atomic::Ordering::SeqCst);
+    first
+        .wait_for_log("replica started", Duration::from_secs(30))
+        .await;
+    let produce = |n: usize| {
+        let value = serde_json::json!({"id": format!("dl-{n}"), "type": "x", "data": n});
+        let (broker, topic) = (&broker, &topics.events);
+        async move {
+            let value = serde_json::to_vec(&value).unwrap();
+            broker.produce(topic, Some(b"dl"), Some(&value), &[]).await;
+        }
+    };
+    produce(0).await;
+    produce(1).await;
+    first.wait(Duration::from_secs(30)).await;
+    assert!(killed.load(std::sync::atomic::Ordering::SeqCst));
+
+    let second = replica("5");
+    second
+        .wait_for_log("replica started", Duration::from_secs(30))
+        .await;
+    produce(2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !receiver.webhook_ids("/dl").iter().any(|id| id == "dl-2") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids = receiver.webhook_ids("/dl");
+    assert!(ids.iter().any(|id| id == "dl-2"), "{ids:?}");
+    // dl-0 was tried once, by the first replica, and dead-lettered; the
+    // second replica went on from after it.
+    assert_eq!(
+        ids.iter().filter(|id| *id == "dl-0").count(),
+        1,
+        "dl-0 was delivered again after dl-1: {ids:?}"
+    );
+    let dead = broker.consume(&topics.dlq, 2, Duration::from_secs(3)).await;
+    assert_eq!(dead.len(), 1, "one dead letter");
+    drop(second);
+}

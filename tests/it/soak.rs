@@ -10,7 +10,8 @@
 //! `HOOKLINE_SOAK_ORDERING=partition`. Inside `make test` this runs a short
 //! version in key order; `make soak` runs the full one
 //! (`HOOKLINE_SOAK=full`) in both orders. It runs its own broker (port
-//! `HOOKLINE_SOAK_KAFKA_PORT`, default 9392), since it restarts it.
+//! `HOOKLINE_SOAK_KAFKA_PORT`, default 9392), since it restarts it. The
+//! summary prints the seed; `HOOKLINE_SOAK_SEED` replays it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,8 +75,22 @@ fn ordering() -> &'static str {
     }
 }
 
-/// A small deterministic generator: chaos that can be replayed from the
-/// printed seed.
+/// The seed of the run's chaos and receiver failures: `HOOKLINE_SOAK_SEED`
+/// to replay a printed one, or drawn from the clock.
+fn seed() -> u64 {
+    match std::env::var("HOOKLINE_SOAK_SEED") {
+        Ok(seed) => seed
+            .parse()
+            .unwrap_or_else(|_| panic!("HOOKLINE_SOAK_SEED is a number, not `{seed}`")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    }
+}
+
+/// A small deterministic generator: the same kills, freeze and receiver
+/// answers from the same seed (their timing still varies from run to run).
 struct Rng(AtomicU64);
 
 impl Rng {
@@ -223,10 +238,7 @@ async fn soak_nothing_is_lost_under_kills_freezes_and_a_broker_restart() {
     let topics = topic_names(&broker);
     let topology = write_topology(dir.path(), &topics, 12);
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let seed = seed();
     let rng = Arc::new(Rng(AtomicU64::new(seed)));
     let seen: Arc<Mutex<Seen>> = Default::default();
     let listener = Dropping {

@@ -36,6 +36,10 @@ enum Entry {
     Proposed(i64, Proposal),
     /// The transaction of the record ended: committed or withdrawn.
     Settled(i64),
+    /// The processor started on the record.
+    Started(i64),
+    /// A commit the broker refused.
+    Refused(i64, String),
 }
 
 type Log = Arc<Mutex<Vec<Entry>>>;
@@ -46,6 +50,9 @@ struct FakeSource {
     committed: Option<(i64, String)>,
     stored: Arc<Mutex<Vec<(i64, String)>>>,
     commits: Arc<Mutex<Vec<(i64, String)>>>,
+    /// The broker refuses commits, as it does those of a member that is
+    /// no longer in the group.
+    refuse_commits: Arc<std::sync::atomic::AtomicBool>,
     log: Log,
 }
 
@@ -81,6 +88,18 @@ impl PartitionSource for FakeSource {
     }
 
     async fn commit(&self, offset: i64, metadata: &str) -> bool {
+        // A round trip to the broker.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if self
+            .refuse_commits
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.log
+                .lock()
+                .unwrap()
+                .push(Entry::Refused(offset, metadata.to_string()));
+            return false;
+        }
         self.commits
             .lock()
             .unwrap()
@@ -243,6 +262,7 @@ impl RecordProcessor<FakeRecord> for FakeProcessor {
         job: Job<FakeRecord>,
         control: JobControl,
     ) -> Result<Done, Abandoned> {
+        self.log.lock().unwrap().push(Entry::Started(job.offset));
         let index = {
             let mut runs = self.runs.lock().unwrap();
             runs.push(Run {
@@ -272,6 +292,7 @@ struct Harness {
     processor: Arc<FakeProcessor>,
     stored: Arc<Mutex<Vec<(i64, String)>>>,
     commits: Arc<Mutex<Vec<(i64, String)>>>,
+    refuse_commits: Arc<std::sync::atomic::AtomicBool>,
     stop: CancellationToken,
     driver: tokio::task::JoinHandle<()>,
     t0: Instant,
@@ -293,11 +314,13 @@ impl Harness {
         let (feed, records) = mpsc::unbounded_channel();
         let stored = Arc::new(Mutex::new(Vec::new()));
         let commits = Arc::new(Mutex::new(Vec::new()));
+        let refuse_commits = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let source = FakeSource {
             records: tokio::sync::Mutex::new(records),
             committed: committed.clone(),
             stored: stored.clone(),
             commits: commits.clone(),
+            refuse_commits: refuse_commits.clone(),
             log: processor.log.clone(),
         };
         let processor = Arc::new(processor);
@@ -315,6 +338,7 @@ impl Harness {
             processor,
             stored,
             commits,
+            refuse_commits,
             stop,
             driver,
             t0: Instant::now(),
@@ -886,5 +910,85 @@ async fn consecutive_dead_letter_transactions_never_commit_an_older_checkpoint()
         log.iter().any(|e| matches!(e, Entry::Proposed(3, _))),
         "{log:?}"
     );
+    h.stop().await;
+}
+
+/// Whether a checkpoint lists `offset` as finished: past it, or above.
+fn lists_finished(offset: i64, committed: i64, metadata: &str) -> bool {
+    committed > offset || finished_above(metadata).contains(&offset)
+}
+
+/// A tenant's record dead-lettered outside a transaction is committed as
+/// finished before the tenant's next record starts: a replica that died
+/// in between would leave the dead-lettered record to the next owner,
+/// which would deliver it after the next one. In key order the other
+/// tenants go on meanwhile; in partition order the partition waits.
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_is_committed_before_its_lanes_next_record_starts() {
+    for lanes in [Lanes::PerKey, Lanes::PerPartition] {
+        let processor = FakeProcessor::default();
+        processor.set("bad", Endpoint::Failing { attempts: 1 });
+        // A slow record of another tenant keeps the offset below the dead
+        // letter, which is then committed in the metadata.
+        processor.set("slow", Endpoint::Failing { attempts: 3 });
+        let mut h = Harness::start(settings(lanes), processor, None);
+        let (first, next) = match lanes {
+            Lanes::PerKey => {
+                h.produce(&["slow", "bad", "bad"]);
+                (1, 2)
+            }
+            Lanes::PerPartition => {
+                h.produce(&["bad", "a"]);
+                (0, 1)
+            }
+        };
+        until(|| h.processor.runs().iter().any(|r| r.offset == next)).await;
+        let log = h.processor.log.lock().unwrap().clone();
+        let started = log.iter().position(|e| *e == Entry::Started(next)).unwrap();
+        assert!(
+            log[..started].iter().any(|e| matches!(
+                e,
+                Entry::Committed(o, m) if lists_finished(first, *o, m)
+            )),
+            "{lanes:?}: {next} started before {first} was committed as finished: {log:?}"
+        );
+        h.stop().await;
+    }
+}
+
+/// While the broker refuses the commit (the member lost the partition
+/// while it was frozen), the tenant's next record never starts; other
+/// tenants go on. Once a commit is taken, it starts.
+#[tokio::test(start_paused = true)]
+async fn a_refused_commit_keeps_the_dead_letters_tenant_waiting() {
+    let processor = FakeProcessor::default();
+    processor.set("bad", Endpoint::Failing { attempts: 1 });
+    let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
+    h.refuse_commits
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    h.produce(&["bad", "bad", "a"]);
+    until(|| h.ends_of("bad").len() == 1 && h.ends_of("a").len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h.runs_of("bad").len(), 1, "bad's next record started");
+    let refused = h
+        .processor
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Entry::Refused(..)))
+        .count();
+    // Tried again with each tick, not in a busy loop.
+    let ticks = (Duration::from_secs(10).as_millis() / CHECKPOINT_INTERVAL.as_millis()) as usize;
+    assert!(
+        (ticks / 2..=ticks + 2).contains(&refused),
+        "{refused} refused commits in {ticks} ticks"
+    );
+
+    h.refuse_commits
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    until(|| h.runs_of("bad").len() == 2).await;
+    let (offset, metadata) = h.commits.lock().unwrap().last().cloned().unwrap();
+    assert!(lists_finished(0, offset, &metadata));
     h.stop().await;
 }

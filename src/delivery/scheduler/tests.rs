@@ -433,6 +433,7 @@ fn parked(at: DlqPosition, because: ParkedBecause) -> Done {
         replay_of: None,
         parked: Some((at, because)),
         tenant_gone: false,
+        dead_lettered: true,
     }
 }
 
@@ -442,6 +443,7 @@ fn replay(of: DlqPosition, ending: Ending) -> Done {
         replay_of: Some(of),
         parked: None,
         tenant_gone: false,
+        dead_lettered: ending == Ending::RetriesExhausted,
     }
 }
 
@@ -515,6 +517,7 @@ fn a_replay_parked_again_stays_owed() {
         replay_of: Some(at(20)),
         parked: Some((at(25), ParkedBecause::Breaker)),
         tenant_gone: false,
+        dead_lettered: true,
     };
     assert_eq!(s.finish(0, again, now).caught_up, None);
     assert_eq!(owed_of_next(&mut s, now), (1, Some(at(25))));
@@ -631,6 +634,10 @@ enum Op {
     Wait(u16),
     /// Suspend the tenant holding a full window, if it backs off.
     SuspendHolder,
+    /// Take a checkpoint to commit.
+    Checkpoint,
+    /// The checkpoint taken last was committed.
+    Committed,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -641,6 +648,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::BackOff),
         1 => (0u16..2000).prop_map(Op::Wait),
         1 => Just(Op::SuspendHolder),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::Committed),
     ]
 }
 
@@ -685,6 +694,13 @@ struct Model {
     started: BTreeSet<i64>,
     finished: BTreeSet<i64>,
     last_started: HashMap<Option<u8>, i64>,
+    /// Records finished, counted.
+    finishes: u64,
+    /// Lanes whose newest finished record was dead-lettered and not
+    /// committed, with the number of that finish.
+    unconfirmed: HashMap<Option<u8>, u64>,
+    /// The finishes the checkpoint taken last covers, until committed.
+    taken: Option<u64>,
 }
 
 fn spacing(key: &[u8]) -> Option<Duration> {
@@ -715,10 +731,15 @@ impl Model {
                         "{} handed out twice",
                         job.offset
                     );
-                    let lane = match self.lanes {
-                        Lanes::PerKey => self.key_of[&job.offset],
-                        Lanes::PerPartition => None,
-                    };
+                    let lane = self.lane(job.offset);
+                    // A lane delivers nothing more until its dead-lettered
+                    // record is committed as finished.
+                    assert!(
+                        job.admission == Admission::Suspended
+                            || !self.unconfirmed.contains_key(&lane),
+                        "{} handed out before a dead letter of its lane was committed",
+                        job.offset
+                    );
                     // A lane's records start in offset order, never two at once.
                     if let Some(previous) = self.last_started.insert(lane, job.offset) {
                         assert!(
@@ -741,7 +762,13 @@ impl Model {
                     // What a dead letter's transaction commits is what the
                     // driver stores once the record is finished.
                     let before = s.checkpoint_after(offset, done(code, offset), now);
-                    s.finish(offset, done(code, offset), now);
+                    self.finishes += 1;
+                    if done(code, offset).dead_lettered {
+                        s.finish_unconfirmed(offset, done(code, offset), now);
+                        self.unconfirmed.insert(self.lane(offset), self.finishes);
+                    } else {
+                        s.finish(offset, done(code, offset), now);
+                    }
                     assert_eq!(
                         before.map(sorted),
                         s.checkpoint().map(sorted),
@@ -758,7 +785,26 @@ impl Model {
             Op::SuspendHolder => {
                 s.suspend_window_holder(now);
             }
+            Op::Checkpoint => {
+                if let Some(checkpoint) = s.checkpoint() {
+                    assert_eq!(checkpoint.covers, self.finishes);
+                    self.taken = Some(checkpoint.covers);
+                }
+            }
+            Op::Committed => {
+                if let Some(covers) = self.taken.take() {
+                    s.confirm(covers);
+                    self.unconfirmed.retain(|_, finish| *finish > covers);
+                }
+            }
             Op::Wait(_) => {}
+        }
+    }
+
+    fn lane(&self, offset: i64) -> Option<u8> {
+        match self.lanes {
+            Lanes::PerKey => self.key_of[&offset],
+            Lanes::PerPartition => None,
         }
     }
 
@@ -810,6 +856,9 @@ fn check(lanes: Lanes, window: usize, ops: Vec<Op>, restored: Vec<i64>) {
         started: BTreeSet::new(),
         finished: BTreeSet::new(),
         last_started: HashMap::new(),
+        finishes: 0,
+        unconfirmed: HashMap::new(),
+        taken: None,
     };
     for op in ops {
         if let Op::Wait(ms) = op {
@@ -825,6 +874,11 @@ fn check(lanes: Lanes, window: usize, ops: Vec<Op>, restored: Vec<i64>) {
             if s.unfinished() == 0 {
                 break;
             }
+            if s.awaits_commit() {
+                model.apply(&mut s, Op::Checkpoint, now);
+                model.apply(&mut s, Op::Committed, now);
+                continue;
+            }
             // Only throttled lanes remain: let their time come.
             now = s
                 .next_wakeup()
@@ -838,6 +892,7 @@ fn check(lanes: Lanes, window: usize, ops: Vec<Op>, restored: Vec<i64>) {
     assert_eq!(s.committable(), (model.read > 0).then_some(model.read));
     assert_eq!(s.bytes(), 0);
     assert!(s.lanes.is_empty() && s.ready.is_empty() && s.throttled.is_empty());
+    assert!(s.awaiting_commit.is_empty());
 }
 
 proptest! {
