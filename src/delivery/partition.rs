@@ -315,8 +315,8 @@ struct Driver<S: PartitionSource, P> {
     gauges: Gauges,
     checkpoints: Checkpoints,
     confirmation: Option<Confirmation>,
-    /// When the last confirmation failed: the next waits for a tick.
-    confirmation_failed: Option<Instant>,
+    /// The last confirmation failed: the next waits for a tick.
+    confirmation_failed: bool,
     window_warned: Option<Instant>,
     /// The window was full at some moment since the last tick: the gauge
     /// says so for the whole tick, rather than flickering with every
@@ -359,7 +359,7 @@ pub async fn run<S, P>(
         gauges: Gauges::default(),
         checkpoints: Checkpoints::default(),
         confirmation: None,
-        confirmation_failed: None,
+        confirmation_failed: false,
         window_warned: None,
         window_filled: false,
     };
@@ -749,7 +749,7 @@ where
     fn confirm(&mut self, at_tick: bool) -> Result<(), PartitionLost> {
         if self.confirmation.is_some()
             || self.checkpoints.held.is_some()
-            || (self.confirmation_failed.is_some() && !at_tick)
+            || (self.confirmation_failed && !at_tick)
         {
             return Ok(());
         }
@@ -782,11 +782,11 @@ where
             return;
         };
         if committed {
-            self.confirmation_failed = None;
+            self.confirmation_failed = false;
             self.scheduler.confirm(confirmation.covers);
             self.checkpoints.commit_sent = Some(confirmation.committing);
         } else {
-            self.confirmation_failed = Some(Instant::now());
+            self.confirmation_failed = true;
             // Stored but not committed: the next tick stores (and, if only
             // the metadata changed, commits) it again.
             self.checkpoints.stored = None;
@@ -839,7 +839,10 @@ where
         self.source.store(offset, &text)?;
         self.checkpoints.in_store = Some((offset, text.clone()));
         let now = Instant::now();
-        let commit_now = !offset_moved
+        // Not beside a confirming commit, which could then land after this
+        // newer one.
+        let commit_now = self.confirmation.is_none()
+            && !offset_moved
             && (last
                 || self
                     .checkpoints
@@ -913,6 +916,11 @@ where
                     self.scheduler.set_backing_off(offset, backing_off);
                 }
             }
+        }
+        if !self.abort.is_cancelled() && self.confirmation.is_some() {
+            // It lands before the last commit, not after it.
+            let committed = confirmation(&mut self.confirmation).await;
+            self.confirmed(committed);
         }
         if !self.abort.is_cancelled()
             && let Err(e) = self.checkpoint(true).await
