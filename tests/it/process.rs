@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -404,16 +405,14 @@ async fn a_replica_killed_after_a_dead_letter_never_delivers_it_after_the_next_e
     // The first replica's pid: the receiver kills it the moment the
     // tenant's second event arrives. Its first event fails while that
     // replica runs, and would be accepted afterwards.
-    let victim = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let victim = Arc::new(AtomicU32::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
     let receiver = Receiver::start(Arc::new({
         let (victim, killed) = (victim.clone(), killed.clone());
         move |_, request| match request.header("webhook-id") {
-            Some("dl-0") if !killed.load(std::sync::atomic::Ordering::SeqCst) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Some("dl-1") if !killed.swap(true, std::sync::atomic::Ordering::SeqCst) => {
-                let pid = victim.load(std::sync::atomic::Ordering::SeqCst);
+            Some("dl-0") if !killed.load(Ordering::SeqCst) => StatusCode::SERVICE_UNAVAILABLE,
+            Some("dl-1") if !killed.swap(true, Ordering::SeqCst) => {
+                let pid = victim.load(Ordering::SeqCst);
                 let status = std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status()
@@ -436,7 +435,7 @@ async fn a_replica_killed_after_a_dead_letter_never_delivers_it_after_the_next_e
         Spawned::start(run)
     };
     let mut first = replica("1");
-    victim.store(first.pid(), std::sync::atomic::Ordering::SeqCst);
+    victim.store(first.pid(), Ordering::SeqCst);
     first
         .wait_for_log("replica started", Duration::from_secs(30))
         .await;
@@ -451,7 +450,7 @@ async fn a_replica_killed_after_a_dead_letter_never_delivers_it_after_the_next_e
     produce(0).await;
     produce(1).await;
     first.wait(Duration::from_secs(30)).await;
-    assert!(killed.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(killed.load(Ordering::SeqCst));
 
     let second = replica("5");
     second

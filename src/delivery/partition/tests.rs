@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use super::*;
 use crate::delivery::scheduler::{Admission, Ending, Lanes};
@@ -52,7 +53,7 @@ struct FakeSource {
     commits: Arc<Mutex<Vec<(i64, String)>>>,
     /// The broker refuses commits, as it does those of a member that is
     /// no longer in the group.
-    refuse_commits: Arc<std::sync::atomic::AtomicBool>,
+    refuse_commits: Arc<AtomicBool>,
     log: Log,
 }
 
@@ -90,10 +91,7 @@ impl PartitionSource for FakeSource {
     async fn commit(&self, offset: i64, metadata: &str) -> bool {
         // A round trip to the broker.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        if self
-            .refuse_commits
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
+        if self.refuse_commits.load(AtomicOrdering::SeqCst) {
             self.log
                 .lock()
                 .unwrap()
@@ -292,7 +290,7 @@ struct Harness {
     processor: Arc<FakeProcessor>,
     stored: Arc<Mutex<Vec<(i64, String)>>>,
     commits: Arc<Mutex<Vec<(i64, String)>>>,
-    refuse_commits: Arc<std::sync::atomic::AtomicBool>,
+    refuse_commits: Arc<AtomicBool>,
     stop: CancellationToken,
     driver: tokio::task::JoinHandle<()>,
     t0: Instant,
@@ -314,7 +312,7 @@ impl Harness {
         let (feed, records) = mpsc::unbounded_channel();
         let stored = Arc::new(Mutex::new(Vec::new()));
         let commits = Arc::new(Mutex::new(Vec::new()));
-        let refuse_commits = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refuse_commits = Arc::new(AtomicBool::new(false));
         let source = FakeSource {
             records: tokio::sync::Mutex::new(records),
             committed: committed.clone(),
@@ -964,8 +962,7 @@ async fn a_refused_commit_keeps_the_dead_letters_tenant_waiting() {
     let processor = FakeProcessor::default();
     processor.set("bad", Endpoint::Failing { attempts: 1 });
     let mut h = Harness::start(settings(Lanes::PerKey), processor, None);
-    h.refuse_commits
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    h.refuse_commits.store(true, AtomicOrdering::SeqCst);
     h.produce(&["bad", "bad", "a"]);
     until(|| h.ends_of("bad").len() == 1 && h.ends_of("a").len() == 1).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -985,8 +982,7 @@ async fn a_refused_commit_keeps_the_dead_letters_tenant_waiting() {
         "{refused} refused commits in {ticks} ticks"
     );
 
-    h.refuse_commits
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    h.refuse_commits.store(false, AtomicOrdering::SeqCst);
     until(|| h.runs_of("bad").len() == 2).await;
     let (offset, metadata) = h.commits.lock().unwrap().last().cloned().unwrap();
     assert!(lists_finished(0, offset, &metadata));
