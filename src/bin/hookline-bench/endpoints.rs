@@ -455,10 +455,14 @@ struct Phase {
 impl Bench {
     /// The endpoints run; `baseline` is this invocation's throughput run
     /// (key order), or `None` to run a small one here for the ratio.
+    /// `slow` is this invocation's 100 ms endpoints run (key order), if it
+    /// ran: slow endpoints at small scale, which tells the cost of scale
+    /// apart from that of slow endpoints.
     pub async fn endpoints_run(
         &self,
         report: &mut Report,
         baseline: Option<&DeliveryRun>,
+        slow: Option<&DeliveryRun>,
     ) -> Result<(), String> {
         let mut args = self.args.endpoints.clone();
         if self.args.quick {
@@ -646,6 +650,7 @@ impl Bench {
         self.teardown(setup).await;
 
         let ratio = backlog.cpu_us_per_delivery / baseline.cpu_us_per_delivery;
+        let slow_ratio = slow.map(|run| backlog.cpu_us_per_delivery / run.cpu_us_per_delivery);
         let stalled = (0..hosts_n).filter(|&n| stalls(n)).count();
         let what = format!("{hosts_n} hosts, {tenants} tenants");
         report.row(
@@ -718,6 +723,18 @@ impl Bench {
             "≤ 1.5x",
             Some(ratio <= 1.5),
         );
+        if let (Some(run), Some(slow_ratio)) = (slow, slow_ratio) {
+            report.row(
+                format!(
+                    "  CPU per delivery at scale / {} ms endpoints run ({} tenants, one host)",
+                    self.args.slow_delay_ms, self.args.slow_tenants
+                ),
+                format!(
+                    "{slow_ratio:.2}x ({:.1} µs / {:.1} µs)",
+                    backlog.cpu_us_per_delivery, run.cpu_us_per_delivery
+                ),
+            );
+        }
         report.row(
             "  replica connections to hosts: idle / after burst / peak / end",
             format!(
@@ -752,6 +769,8 @@ impl Bench {
                 "backlog": backlog, "steady": steady, "steady_rate": args.endpoint_rate,
                 "baseline_cpu_us_per_delivery": baseline.cpu_us_per_delivery,
                 "cpu_ratio_to_throughput": ratio,
+                "slow_cpu_us_per_delivery": slow.map(|run| run.cpu_us_per_delivery),
+                "cpu_ratio_to_slow": slow_ratio,
                 "samples": {"idle": idle, "after_burst": after_burst, "peak": peak, "end": end},
                 "peak_rss_mib": peak_rss_mib,
                 "localhost_lookups": {"count": dns.0, "seconds": dns.1},

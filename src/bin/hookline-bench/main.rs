@@ -399,9 +399,11 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
 
-    if wants("slow") {
-        bench.slow_runs(&mut report).await?;
-    }
+    let slow = if wants("slow") {
+        bench.slow_runs(&mut report).await?
+    } else {
+        None
+    };
 
     if wants("hol") {
         let mut runs = Vec::new();
@@ -432,7 +434,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     if wants("endpoints") {
-        bench.endpoints_run(&mut report, healthy.as_ref()).await?;
+        bench
+            .endpoints_run(&mut report, healthy.as_ref(), slow.as_ref())
+            .await?;
     }
 
     let mut table = comfy_table::Table::new();
