@@ -98,12 +98,12 @@ pub struct DeliveryConfig {
     /// `false`.
     pub transactional_dlq: bool,
     /// Idle keep-alive connections kept per destination host (scheme, host
-    /// and port). 0 to 4096, 0 turning keep-alive off; default 8.
+    /// and port). 0 to 4096, 0 turning keep-alive off; default 512.
     pub pool_max_idle_per_host: usize,
-    /// Idle keep-alive connections kept in all, across hosts: at most
-    /// `pool_max_idle / pool_max_idle_per_host` hosts keep connections at a
-    /// time, the others get a connection per attempt. Not below
-    /// `pool_max_idle_per_host`, at most 1,000,000; default 8192.
+    /// Idle keep-alive connections kept in all, across hosts: each kept
+    /// host takes as many as it had attempts in flight at once (at most
+    /// `pool_max_idle_per_host`); an attempt beyond them gets a connection
+    /// of its own. At most 1,000,000; default 8192.
     pub pool_max_idle: usize,
     /// How long a keep-alive connection may stay idle before it is closed.
     /// 1 s to 1 h; default 60 s.
@@ -231,15 +231,6 @@ impl Raw {
             self.pool_max_idle_per_host,
             &POOL_MAX_IDLE_PER_HOST,
         )?;
-        if self.pool_max_idle < self.pool_max_idle_per_host {
-            return Err(at.invalid(
-                "delivery.pool_max_idle",
-                format!(
-                    "must not be below delivery.pool_max_idle_per_host ({})",
-                    self.pool_max_idle_per_host
-                ),
-            ));
-        }
         within(
             at,
             "delivery.pool_max_idle",
@@ -387,7 +378,7 @@ mod tests {
     #[test]
     fn pool_keys_default_as_documented() {
         let delivery = load("").unwrap().delivery;
-        assert_eq!(delivery.pool_max_idle_per_host, 8);
+        assert_eq!(delivery.pool_max_idle_per_host, 512);
         assert_eq!(delivery.pool_max_idle, 8192);
         assert_eq!(delivery.pool_idle_timeout, Duration::from_secs(60));
     }
@@ -419,7 +410,7 @@ mod tests {
 
     #[test]
     fn pool_keys_refuse_what_is_out_of_bounds() {
-        let cases: [(&[(&str, &str)], &str); 6] = [
+        let cases: [(&[(&str, &str)], &str); 5] = [
             (
                 &[("POOL_MAX_IDLE_PER_HOST", "4097")],
                 "delivery.pool_max_idle_per_host: must be between 0 and 4096",
@@ -427,10 +418,6 @@ mod tests {
             (
                 &[("POOL_MAX_IDLE_PER_HOST", "-1")],
                 "delivery.pool_max_idle_per_host: cannot be parsed: invalid value",
-            ),
-            (
-                &[("POOL_MAX_IDLE_PER_HOST", "16"), ("POOL_MAX_IDLE", "15")],
-                "delivery.pool_max_idle: must not be below delivery.pool_max_idle_per_host (16)",
             ),
             (
                 &[("POOL_MAX_IDLE", "1000001")],

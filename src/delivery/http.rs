@@ -17,7 +17,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use url::Url;
 
 use super::destination::{BlockedRange, Destination, classify, host_ip};
-use super::pool::{ConnectionPool, KeptHosts};
+use super::pool::{Admitted, ConnectionPool, KeptHosts};
 use super::retry::{AttemptOutcome, parse_retry_after};
 use crate::error::error_chain;
 
@@ -93,10 +93,7 @@ impl WebhookClient {
             client: Clients {
                 kept,
                 fresh,
-                hosts: Arc::new(Mutex::new(KeptHosts::new(
-                    pool.kept_hosts(),
-                    pool.retention(timeout),
-                ))),
+                hosts: Arc::new(Mutex::new(pool.places(timeout))),
             },
             allow_private,
             timeout,
@@ -112,9 +109,10 @@ impl WebhookClient {
         {
             return AttemptOutcome::BlockedDestination { address: ip, range };
         }
-        let mut builder = self
-            .client
-            .post(request.url.clone())
+        // The place is given back when the attempt is over, its answer read
+        // or dropped (on every return below).
+        let (builder, _place) = self.client.post(request.url.clone());
+        let mut builder = builder
             .header(CONTENT_TYPE, JOSE_JSON)
             .header(WEBHOOK_ID, request.webhook_id)
             .header(WEBHOOK_TIMESTAMP, request.timestamp);
@@ -204,8 +202,9 @@ struct Clients {
 }
 
 impl Clients {
-    /// A POST to `url` through the client its host may use now.
-    fn post(&self, url: Url) -> reqwest::RequestBuilder {
+    /// A POST to `url` through the client its host may use now, and the
+    /// place its connection takes in the keep-alive pool, if any.
+    fn post(&self, url: Url) -> (reqwest::RequestBuilder, Place<'_>) {
         // The pool's own key: scheme and authority.
         let host = format!(
             "{}://{}:{}",
@@ -213,17 +212,38 @@ impl Clients {
             url.host_str().unwrap_or_default(),
             url.port_or_known_default().unwrap_or_default()
         );
-        let kept = self
-            .hosts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .admit(&host, Instant::now());
-        if kept {
+        let attempt = lock(&self.hosts).admit(&host, Instant::now());
+        let builder = if attempt.is_some() {
             self.kept.post(url)
         } else {
             self.fresh.post(url)
+        };
+        let place = Place {
+            hosts: &self.hosts,
+            attempt,
+        };
+        (builder, place)
+    }
+}
+
+/// An attempt's place in the keep-alive pool, given back when dropped.
+struct Place<'a> {
+    hosts: &'a Mutex<KeptHosts>,
+    attempt: Option<Admitted>,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            lock(self.hosts).finish(attempt);
         }
     }
+}
+
+fn lock(hosts: &Mutex<KeptHosts>) -> std::sync::MutexGuard<'_, KeptHosts> {
+    hosts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Resolves with the system resolver and keeps only addresses the guard
