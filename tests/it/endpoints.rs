@@ -1,12 +1,14 @@
 //! Many endpoints: deliveries to hundreds of distinct loopback hosts, the
 //! bound on idle keep-alive connections across them (read from `/proc`),
-//! host names resolved for a burst of new hosts, and the file-descriptor
+//! the connections a busy endpoint keeps between bursts, host names resolved for a burst of new hosts, and the file-descriptor
 //! limit raised at start.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use hookline::delivery::runner::Topics;
 
 use crate::support::process::{command, output};
@@ -175,6 +177,40 @@ async fn deliveries_to_hundreds_of_hosts_arrive_and_idle_connections_stay_bounde
     );
     // Keep-alive still works for the kept hosts.
     assert!(open > 0, "no connection kept alive");
+    replica.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_endpoint_keeps_a_connection_for_each_attempt_it_takes_at_once() {
+    // Thirty tenants on one endpoint that answers after 300 ms: in key
+    // order, each round puts thirty attempts to it in flight at once.
+    const TENANTS: usize = 30;
+    const ANSWER: Duration = Duration::from_millis(300);
+    let broker = Broker::new("endpoints-busy");
+    let topics = create_topics(&broker, 4).await;
+    let receiver = Receiver::slow(ANSWER, Arc::new(|_, _| StatusCode::OK)).await;
+    let urls = vec![receiver.url("/hook"); TENANTS];
+    let expected = register_and_produce(&broker, &topics, &urls, 3).await;
+    // The shipped pool bounds.
+    let replica = Replica::start(replica_config(&broker, &[]), &topics).await;
+    let receivers = [receiver];
+    let ids = wait_arrived(&receivers, &expected).await;
+    let missing: Vec<&String> = expected.difference(&ids).collect();
+    assert!(missing.is_empty(), "not delivered: {missing:?}");
+    let [receiver] = receivers;
+    let at_once = receiver.most_concurrent();
+    assert!(at_once >= 20, "only {at_once} attempts at once");
+
+    // Once the last answers are read, the host keeps the connections its
+    // rounds took at once, idle until the next round. With at most 8 idle
+    // connections per host, as shipped before, the rest were closed after
+    // each round and opened again for the next.
+    tokio::time::sleep(ANSWER + Duration::from_secs(1)).await;
+    let open = connections_to(&HashSet::from([receiver.addr]));
+    assert!(
+        (20..=TENANTS + 8).contains(&open),
+        "{open} connections kept to an endpoint that took {at_once} attempts at once"
+    );
     replica.stop().await;
 }
 
