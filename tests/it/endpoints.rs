@@ -248,7 +248,11 @@ async fn run_and_api_raise_the_file_descriptor_limit_and_say_so() {
     let topics = create_topics(&broker, 1).await;
     let topology = write_topology(dir.path(), &topics, 1);
     let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
-    // Started with a low soft limit, as many systems start services.
+    // Started with a low soft limit, as many systems start services, and
+    // stopped by one SIGTERM after 10 s: `--foreground`, because otherwise
+    // `timeout` signals its process group as well as the command, and a
+    // second SIGTERM that arrives after the first was handled is the
+    // operator's "exit at once" (status 130).
     let low = 256.min(hard);
     for args in [&["run"][..], &["api", "--listen", "127.0.0.1:0"][..]] {
         let hookline = command(&broker, &topology);
@@ -257,7 +261,7 @@ async fn run_and_api_raise_the_file_descriptor_limit_and_say_so() {
         lowered
             .arg("-c")
             .arg(format!(
-                "ulimit -Sn {low} && exec timeout -s TERM --preserve-status 10 \"$0\" \"$@\""
+                "ulimit -Sn {low} && exec timeout --foreground -s TERM --preserve-status 10 \"$0\" \"$@\""
             ))
             .arg(program)
             .args(args);
