@@ -212,7 +212,7 @@ impl Clients {
             url.host_str().unwrap_or_default(),
             url.port_or_known_default().unwrap_or_default()
         );
-        let attempt = lock(&self.hosts).admit(&host, Instant::now());
+        let attempt = lock(&self.hosts).admit(host, Instant::now());
         let builder = if attempt.is_some() {
             self.kept.post(url)
         } else {

@@ -132,14 +132,17 @@ impl KeptHosts {
 
     /// Whether an attempt to `host` starting at `now` may use a kept
     /// connection; if so, the attempt is recorded until it is passed to
-    /// [`KeptHosts::finish`]. `now` does not go back between calls.
-    pub fn admit(&mut self, host: &str, now: Instant) -> Option<Admitted> {
+    /// [`KeptHosts::finish`]. `now` does not go back between calls. The
+    /// host's key moves into the [`Admitted`] attempt, so that a kept host
+    /// costs no copy of it per attempt.
+    pub fn admit(&mut self, host: impl Into<String>, now: Instant) -> Option<Admitted> {
         if self.capacity == 0 || self.per_host == 0 {
             return None;
         }
+        let host = host.into();
         self.sequence += 1;
         let stamp = (now, self.sequence);
-        if let Some(kept) = self.hosts.get(host) {
+        if let Some(kept) = self.hosts.get(&host) {
             // One more attempt at once than ever before during this stay
             // needs one more place, up to the per-host bound (beyond it
             // the pool keeps no more, whatever is in flight).
@@ -147,7 +150,7 @@ impl KeptHosts {
             if grows && !self.make_room(now) {
                 return None;
             }
-            let kept = self.hosts.get_mut(host)?;
+            let kept = self.hosts.get_mut(&host)?;
             if grows {
                 kept.weight += 1;
                 self.taken += 1;
@@ -158,16 +161,13 @@ impl KeptHosts {
             if let Some(name) = self.by_age.remove(&old) {
                 self.by_age.insert(stamp, name);
             }
-            return Some(Admitted {
-                host: host.to_string(),
-                stay,
-            });
+            return Some(Admitted { host, stay });
         }
         if !self.make_room(now) {
             return None;
         }
         self.hosts.insert(
-            host.to_string(),
+            host.clone(),
             Kept {
                 last: stamp,
                 stay: self.sequence,
@@ -175,10 +175,10 @@ impl KeptHosts {
                 weight: 1,
             },
         );
-        self.by_age.insert(stamp, host.to_string());
+        self.by_age.insert(stamp, host.clone());
         self.taken += 1;
         Some(Admitted {
-            host: host.to_string(),
+            host,
             stay: self.sequence,
         })
     }

@@ -1,7 +1,8 @@
 //! Many endpoints: deliveries to hundreds of distinct loopback hosts, the
 //! bound on idle keep-alive connections across them (read from `/proc`),
-//! the connections a busy endpoint keeps between bursts, host names resolved for a burst of new hosts, and the file-descriptor
-//! limit raised at start.
+//! the connections a busy endpoint keeps between bursts, host names
+//! resolved for a burst of new hosts, and the file-descriptor limit raised
+//! at start.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
