@@ -127,6 +127,12 @@ async fn an_events_trace_continues_in_its_webhook_request_logs_and_dead_letter()
         .wait_webhook_ids("/ok", 2, Duration::from_secs(60))
         .await;
     assert_eq!(ids, ["evt_traced", "evt_plain"], "{}", replica.stderr());
+    // Tenants are delivered side by side: the gone tenant's request may
+    // come after both of the other's.
+    let gone_ids = receiver
+        .wait_webhook_ids("/gone", 1, Duration::from_secs(60))
+        .await;
+    assert_eq!(gone_ids, ["evt_gone"], "{}", replica.stderr());
     let received = receiver.received();
     let request = |id: &str| {
         received
