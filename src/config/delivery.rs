@@ -100,10 +100,9 @@ pub struct DeliveryConfig {
     /// Idle keep-alive connections kept per destination host (scheme, host
     /// and port). 0 to 4096, 0 turning keep-alive off; default 512.
     pub pool_max_idle_per_host: usize,
-    /// Idle keep-alive connections kept in all, across hosts: each kept
-    /// host takes as many as it had attempts in flight at once (at most
-    /// `pool_max_idle_per_host`); an attempt beyond them gets a connection
-    /// of its own. At most 1,000,000; default 8192.
+    /// Idle keep-alive connections kept in all, across hosts; beyond it
+    /// the oldest idle connection is closed. At most 1,000,000; default
+    /// 8192.
     pub pool_max_idle: usize,
     /// How long a keep-alive connection may stay idle before it is closed.
     /// 1 s to 1 h; default 60 s.

@@ -1,32 +1,53 @@
-//! The webhook HTTP client: one keep-alive pool shared by every partition,
-//! bounded per host and across hosts (`super::pool`), no redirects, bounded
-//! responses, and the destination guard.
+//! The webhook HTTP client: HTTP/1.1 over hyper's connections, one
+//! keep-alive pool shared by every partition and bounded per host and
+//! across hosts (`super::pool`), no redirects, bounded responses, and the
+//! destination guard.
 //!
-//! The guard lives in the resolver: reqwest connects only to the addresses
-//! the resolver returns, so the address that was checked is the address
+//! An attempt takes the connection to its host that was idle last, or
+//! opens one, sends its request and reads the answer; a connection whose
+//! answer was read whole goes back to the pool. Each connection is driven
+//! by a task of its own for as long as it is open, and closes when the
+//! pool or the attempt drops it.
+//!
+//! The guard lives in the connector: it connects only to the addresses it
+//! resolved and checked, so the address that was checked is the address
 //! that is connected to, and a DNS answer that changes between check and
 //! connect (rebinding) cannot slip through. URLs whose host is an IP literal
-//! never reach a resolver and are checked before the request is sent.
+//! are checked before anything else.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use url::Url;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{
+    CONTENT_TYPE, HOST, HeaderName, HeaderValue, InvalidHeaderValue, RETRY_AFTER, USER_AGENT,
+};
+use hyper::{Method, Request, Response, Uri};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls_platform_verifier::BuilderVerifierExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use url::{Host, Position, Url};
 
 use super::destination::{BlockedRange, Destination, classify, host_ip};
-use super::pool::{Admitted, ConnectionPool, KeptHosts};
+use super::pool::{ConnectionPool, IdleConnections};
 use super::retry::{AttemptOutcome, parse_retry_after};
 use crate::error::error_chain;
 
 /// The most of a response body that is read (and then discarded): enough
 /// for keep-alive to work with small bodies, bounded against endpoints that
-/// stream forever.
+/// stream forever. A longer body closes its connection.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-// The request's header names and fixed value, built once rather than
+/// The longest a connection may take to be established (TCP, TLS), within
+/// the attempt's timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+// The request's header names and fixed values, built once rather than
 // parsed (and, for names that are not standard, allocated) per attempt.
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -34,6 +55,8 @@ const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const JOSE_JSON: HeaderValue = HeaderValue::from_static("application/jose+json");
+const HOOKLINE: HeaderValue =
+    HeaderValue::from_static(concat!("hookline/", env!("CARGO_PKG_VERSION")));
 
 /// What is sent for one attempt. The body is the exact bytes that were
 /// signed.
@@ -48,16 +71,23 @@ pub struct WebhookRequest<'a> {
     pub body: Vec<u8>,
 }
 
+/// The client could not be set up: the system's certificate verifier
+/// failed to load.
 #[derive(Debug, thiserror::Error)]
-#[error("destination {address} is blocked: {range}")]
-struct BlockedAddress {
-    address: IpAddr,
-    range: BlockedRange,
-}
+#[error("TLS: {0}")]
+pub struct ClientError(#[from] rustls::Error);
+
+/// One side of a kept or new connection: requests go in, answers come out.
+type Sender = SendRequest<Full<Bytes>>;
 
 #[derive(Clone)]
 pub struct WebhookClient {
-    client: Clients,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    idle: Mutex<IdleConnections<Sender>>,
+    connector: Connector,
     allow_private: bool,
     timeout: Duration,
 }
@@ -66,222 +96,356 @@ impl WebhookClient {
     /// `timeout` bounds a whole attempt; `allow_private` lifts the
     /// destination guard (development only). Keep-alive as shipped
     /// ([`ConnectionPool::default`]).
-    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+    pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, ClientError> {
         Self::with_pool(timeout, allow_private, ConnectionPool::default())
     }
 
-    /// [`WebhookClient::new`] with the keep-alive bounds of `pool`.
+    /// [`WebhookClient::new`] with the keep-alive bounds of `pool`. Starts
+    /// the task that closes expired idle connections, so it is called
+    /// within a tokio runtime; the task ends with the last clone of the
+    /// client.
     pub fn with_pool(
         timeout: Duration,
         allow_private: bool,
         pool: ConnectionPool,
-    ) -> Result<Self, reqwest::Error> {
-        let kept = client_builder(timeout, allow_private)
-            .pool_idle_timeout(pool.idle_timeout)
-            .pool_max_idle_per_host(pool.max_idle_per_host)
-            .build()?;
-        // No pool: the connection of each attempt is closed after its
-        // response, and the endpoint is told so.
-        let fresh = client_builder(timeout, allow_private)
-            .pool_max_idle_per_host(0)
-            .default_headers(reqwest::header::HeaderMap::from_iter([(
-                reqwest::header::CONNECTION,
-                HeaderValue::from_static("close"),
-            )]))
-            .build()?;
-        Ok(Self {
-            client: Clients {
-                kept,
-                fresh,
-                hosts: Arc::new(Mutex::new(pool.places(timeout))),
-            },
+    ) -> Result<Self, ClientError> {
+        let inner = Arc::new(Inner {
+            idle: Mutex::new(pool.idle()),
+            connector: Connector::new(timeout.min(MAX_CONNECT_TIMEOUT), allow_private)?,
             allow_private,
             timeout,
-        })
+        });
+        tokio::spawn(close_expired(Arc::downgrade(&inner), pool.idle_timeout));
+        Ok(Self { inner })
     }
 
     /// Makes one attempt and classifies its outcome. Never fails: every
     /// problem is an outcome for the retry policy to decide on.
     pub async fn post(&self, request: WebhookRequest<'_>) -> AttemptOutcome {
-        if !self.allow_private
-            && let Some(ip) = host_ip(request.url)
+        let url = request.url;
+        if !self.inner.allow_private
+            && let Some(ip) = host_ip(url)
             && let Destination::Blocked(range) = classify(ip)
         {
             return AttemptOutcome::BlockedDestination { address: ip, range };
         }
-        // The place is given back when the attempt is over, its answer read
-        // or dropped (on every return below).
-        let (builder, _place) = self.client.post(request.url.clone());
-        let mut builder = builder
-            .header(CONTENT_TYPE, JOSE_JSON)
-            .header(WEBHOOK_ID, request.webhook_id)
-            .header(WEBHOOK_TIMESTAMP, request.timestamp);
-        if let Some(signature) = request.signature {
-            builder = builder.header(WEBHOOK_SIGNATURE, signature);
-        }
-        if let Some(traceparent) = request.traceparent {
-            builder = builder.header(TRACEPARENT, traceparent.clone());
-        }
-        if let Some(tracestate) = request.tracestate {
-            builder = builder.header(TRACESTATE, tracestate.clone());
-        }
-        let response = match builder.body(request.body).send().await {
-            Ok(response) => response,
-            Err(e) => return classify_error(&e, self.timeout),
+        let message = match message(request) {
+            Ok(message) => message,
+            Err(error) => {
+                return AttemptOutcome::Transport {
+                    error: format!("invalid request: {error}"),
+                };
+            }
         };
+        let timeout = self.inner.timeout;
+        tokio::time::timeout(timeout, self.send(url, message))
+            .await
+            .unwrap_or(AttemptOutcome::Timeout { after: timeout })
+    }
+
+    /// Idle connections kept now.
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        lock(&self.inner.idle).len()
+    }
+
+    async fn send(&self, url: &Url, mut message: Request<Full<Bytes>>) -> AttemptOutcome {
+        // The pool's key: scheme, host and port, as the URL spells them.
+        let origin = &url[..Position::BeforePath];
+        // A kept connection first. One that the server closed meanwhile
+        // gives the request back unsent, and the next is tried.
+        while let Some(mut sender) = self.kept(origin) {
+            match sender.try_send_request(message).await {
+                Ok(response) => return self.answered(origin, sender, response).await,
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => message = unsent,
+                    None => return transport(&error.into_error()),
+                },
+            }
+        }
+        let mut sender = match self.inner.connector.connect(url).await {
+            Ok(sender) => sender,
+            Err(outcome) => return outcome,
+        };
+        match sender.send_request(message).await {
+            Ok(response) => self.answered(origin, sender, response).await,
+            Err(error) => transport(&error),
+        }
+    }
+
+    /// The connection to `origin` that was idle last and is still open.
+    fn kept(&self, origin: &str) -> Option<Sender> {
+        let mut idle = lock(&self.inner.idle);
+        let now = Instant::now();
+        std::iter::from_fn(|| idle.take(origin, now)).find(Sender::is_ready)
+    }
+
+    /// The outcome of `response`, read whole or up to its bound; its
+    /// connection goes back to the pool if it can take another request.
+    async fn answered(
+        &self,
+        origin: &str,
+        sender: Sender,
+        response: Response<Incoming>,
+    ) -> AttemptOutcome {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        drain_bounded(response).await;
+        if drain_bounded(response.into_body()).await {
+            self.keep(origin, sender);
+        }
         AttemptOutcome::from_response(status, retry_after)
     }
+
+    /// Gives `sender` back to the pool once its connection is ready for
+    /// the next request, which it usually is as soon as the answer was
+    /// read; a connection the server closes is dropped.
+    fn keep(&self, origin: &str, mut sender: Sender) {
+        if sender.is_ready() {
+            lock(&self.inner.idle).put(origin, sender, Instant::now());
+        } else if !sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // Rare: the connection's task has not yet taken in the end of
+            // the answer. Waiting here would count against the attempt.
+            let origin = origin.to_owned();
+            let inner = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                if sender.ready().await.is_ok()
+                    && let Some(idle) = inner.upgrade()
+                {
+                    lock(&idle.idle).put(&origin, sender, Instant::now());
+                }
+            });
+        }
+    }
 }
 
-/// Reads and drops at most `MAX_RESPONSE_BYTES` of the body, so that the
-/// connection can be reused when the body is small.
-async fn drain_bounded(mut response: reqwest::Response) {
+/// Reads and drops at most `MAX_RESPONSE_BYTES` of `body`; whether it was
+/// read to its end, so that its connection can be reused.
+async fn drain_bounded(mut body: Incoming) -> bool {
     let mut read = 0;
-    while read < MAX_RESPONSE_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => read += chunk.len(),
-            _ => break,
+    while read <= MAX_RESPONSE_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+            Some(Err(_)) => return false,
+            None => return true,
         }
+    }
+    false
+}
+
+/// The HTTP message of `request`: origin-form target, `Host`, the webhook
+/// headers and the body.
+fn message(request: WebhookRequest<'_>) -> Result<Request<Full<Bytes>>, MessageError> {
+    let url = request.url;
+    let target = Uri::try_from(&url[Position::BeforePath..Position::AfterQuery])?;
+    let mut message = Request::new(Full::new(Bytes::from(request.body)));
+    *message.method_mut() = Method::POST;
+    *message.uri_mut() = target;
+    let headers = message.headers_mut();
+    headers.insert(
+        HOST,
+        HeaderValue::from_str(&url[Position::BeforeHost..Position::AfterPort])?,
+    );
+    headers.insert(USER_AGENT, HOOKLINE);
+    headers.insert(CONTENT_TYPE, JOSE_JSON);
+    headers.insert(WEBHOOK_ID, HeaderValue::from_str(request.webhook_id)?);
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(request.timestamp));
+    if let Some(signature) = request.signature {
+        headers.insert(WEBHOOK_SIGNATURE, HeaderValue::from_str(signature)?);
+    }
+    if let Some(traceparent) = request.traceparent {
+        headers.insert(TRACEPARENT, traceparent.clone());
+    }
+    if let Some(tracestate) = request.tracestate {
+        headers.insert(TRACESTATE, tracestate.clone());
+    }
+    Ok(message)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error("URL path: {0}")]
+    Target(#[from] hyper::http::uri::InvalidUri),
+    #[error("header value: {0}")]
+    Header(#[from] InvalidHeaderValue),
+}
+
+fn transport(error: &hyper::Error) -> AttemptOutcome {
+    AttemptOutcome::Transport {
+        error: error_chain(error),
     }
 }
 
-fn classify_error(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(blocked) = e.downcast_ref::<BlockedAddress>() {
-            return AttemptOutcome::BlockedDestination {
-                address: blocked.address,
-                range: blocked.range,
-            };
-        }
-        source = e.source();
-    }
-    if error.is_timeout() {
-        AttemptOutcome::Timeout { after: timeout }
-    } else if error.is_connect() {
-        AttemptOutcome::Connect {
-            error: error_chain(error),
-        }
-    } else {
-        AttemptOutcome::Transport {
-            error: error_chain(error),
-        }
+/// Closes expired idle connections every `idle_timeout` (at most every
+/// second), until the client is gone.
+async fn close_expired(inner: std::sync::Weak<Inner>, idle_timeout: Duration) {
+    let period = idle_timeout.clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        lock(&inner.idle).expire(Instant::now());
     }
 }
 
-/// What both clients share: no redirects, no proxy, no retries of their
-/// own, the attempt's timeouts, and the guarded resolver.
-fn client_builder(timeout: Duration, allow_private: bool) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .no_proxy()
-        // Retrying is the retry policy's job, attempt by attempt; the
-        // client's own replays (of refused HTTP/2 streams) would also
-        // clone every request in case it needs one.
-        .retry(reqwest::retry::never().max_retries_per_request(0))
-        .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-}
-
-/// The keep-alive client, for the hosts [`KeptHosts`] admits, and a client
-/// without a pool for the others; see [`super::pool`] for why.
-#[derive(Clone)]
-struct Clients {
-    kept: reqwest::Client,
-    fresh: reqwest::Client,
-    hosts: Arc<Mutex<KeptHosts>>,
-}
-
-impl Clients {
-    /// A POST to `url` through the client its host may use now, and the
-    /// place its connection takes in the keep-alive pool, if any.
-    fn post(&self, url: Url) -> (reqwest::RequestBuilder, Place<'_>) {
-        // The pool's own key: scheme and authority.
-        let host = format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
-        );
-        let attempt = lock(&self.hosts).admit(host, Instant::now());
-        let builder = if attempt.is_some() {
-            self.kept.post(url)
-        } else {
-            self.fresh.post(url)
-        };
-        let place = Place {
-            hosts: &self.hosts,
-            attempt,
-        };
-        (builder, place)
-    }
-}
-
-/// An attempt's place in the keep-alive pool, given back when dropped.
-struct Place<'a> {
-    hosts: &'a Mutex<KeptHosts>,
-    attempt: Option<Admitted>,
-}
-
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        if let Some(attempt) = self.attempt.take() {
-            lock(self.hosts).finish(attempt);
-        }
-    }
-}
-
-fn lock(hosts: &Mutex<KeptHosts>) -> std::sync::MutexGuard<'_, KeptHosts> {
-    hosts
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Resolves with the system resolver and keeps only addresses the guard
-/// allows; when none is left, resolution fails with `BlockedAddress`.
-struct GuardedResolver {
+/// Opens connections: resolves with the system resolver, keeps only the
+/// addresses the guard allows, connects to them in turn, adds TLS for
+/// `https` (the system's trusted roots, HTTP/1.1 by ALPN) and starts the
+/// connection's task.
+struct Connector {
+    tls: TlsConnector,
+    timeout: Duration,
     allow_private: bool,
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut blocked = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .iter()
-                .copied()
-                .filter(|a| match classify(a.ip()) {
-                    Destination::Blocked(range) if !allow_private => {
-                        blocked.get_or_insert(BlockedAddress {
-                            address: a.ip(),
-                            range,
-                        });
-                        false
-                    }
-                    _ => true,
-                })
-                .collect();
-            match (allowed.is_empty(), blocked) {
-                (true, Some(blocked)) => {
-                    Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>)
-                }
-                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
-            }
+#[derive(Debug, thiserror::Error)]
+#[error("destination {address} is blocked: {range}")]
+struct BlockedAddress {
+    address: IpAddr,
+    range: BlockedRange,
+}
+
+impl Connector {
+    fn new(timeout: Duration, allow_private: bool) -> Result<Self, ClientError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            tls: TlsConnector::from(Arc::new(config)),
+            timeout,
+            allow_private,
         })
     }
+
+    /// A new connection to `url`'s host, ready for a request; a failure is
+    /// the attempt's outcome.
+    async fn connect(&self, url: &Url) -> Result<Sender, AttemptOutcome> {
+        let connect = |error: String| AttemptOutcome::Connect { error };
+        match tokio::time::timeout(self.timeout, self.open(url)).await {
+            Ok(Ok(sender)) => Ok(sender),
+            Ok(Err(Failure::Blocked(blocked))) => Err(AttemptOutcome::BlockedDestination {
+                address: blocked.address,
+                range: blocked.range,
+            }),
+            Ok(Err(Failure::Connect(error))) => Err(connect(error)),
+            Err(_) => Err(connect(format!(
+                "connecting timed out after {}",
+                humantime::format_duration(self.timeout)
+            ))),
+        }
+    }
+
+    async fn open(&self, url: &Url) -> Result<Sender, Failure> {
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addresses = match url.host() {
+            Some(Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
+            Some(Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
+            Some(Host::Domain(name)) => self.resolve(name, port).await?,
+            None => return Err(Failure::Connect(format!("{url} has no host"))),
+        };
+        let tcp = connect_any(&addresses).await?;
+        tcp.set_nodelay(true).map_err(Failure::io("TCP_NODELAY"))?;
+        if url.scheme() == "https" {
+            let name = match url.host() {
+                Some(Host::Domain(name)) => ServerName::try_from(name.to_owned())
+                    .map_err(|e| Failure::Connect(format!("TLS server name {name}: {e}")))?,
+                Some(Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(ip).into()),
+                Some(Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+                None => unreachable!("a URL without a host was refused above"),
+            };
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(Failure::io("TLS handshake"))?;
+            handshake(tls).await
+        } else {
+            handshake(tcp).await
+        }
+    }
+
+    /// The allowed addresses of `name`; when the guard left none,
+    /// [`BlockedAddress`].
+    async fn resolve(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
+        let resolved = tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| Failure::Connect(format!("resolving {name}: {e}")))?;
+        let mut blocked = None;
+        let allowed: Vec<SocketAddr> = resolved
+            .filter(|a| match classify(a.ip()) {
+                Destination::Blocked(range) if !self.allow_private => {
+                    blocked.get_or_insert(BlockedAddress {
+                        address: a.ip(),
+                        range,
+                    });
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        match (allowed.is_empty(), blocked) {
+            (true, Some(blocked)) => Err(Failure::Blocked(blocked)),
+            (true, None) => Err(Failure::Connect(format!("{name} resolved to no address"))),
+            _ => Ok(allowed),
+        }
+    }
+}
+
+/// Why a connection was not opened.
+enum Failure {
+    Blocked(BlockedAddress),
+    Connect(String),
+}
+
+impl Failure {
+    fn io(what: &'static str) -> impl Fn(std::io::Error) -> Failure {
+        move |e| Failure::Connect(format!("{what}: {e}"))
+    }
+}
+
+/// A TCP connection to the first of `addresses` that accepts one.
+async fn connect_any(addresses: &[SocketAddr]) -> Result<TcpStream, Failure> {
+    let mut last = None;
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(format!("connecting to {address}: {e}")),
+        }
+    }
+    Err(Failure::Connect(
+        last.unwrap_or_else(|| "no address".into()),
+    ))
+}
+
+/// Starts HTTP/1.1 on `io`, its connection driven by a task of its own.
+async fn handshake<T>(io: T) -> Result<Sender, Failure>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Failure::Connect(format!("HTTP handshake: {}", error_chain(&e))))?;
+    tokio::spawn(async move {
+        // Its end (closed by either side, or failed) is the attempt's
+        // outcome, or of no interest once the connection is idle.
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]
@@ -369,6 +533,144 @@ mod tests {
                 "{url}: {outcome:?}"
             );
         }
+    }
+
+    /// A loopback server that answers every request `200` with an empty
+    /// body and counts the connections it accepted; with `close_after`,
+    /// it closes each connection after its first answer, saying nothing.
+    async fn server(close_after: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/in", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(value) = lower.strip_prefix("content-length:") {
+                                length = value.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        stream.read_exact(&mut body).await.unwrap();
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        stream.get_mut().write_all(answer).await.unwrap();
+                        if close_after {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn post(client: &WebhookClient, url: &str) -> AttemptOutcome {
+        let url = Url::parse(url).unwrap();
+        client
+            .post(WebhookRequest {
+                url: &url,
+                webhook_id: "msg_1",
+                timestamp: 0,
+                signature: None,
+                traceparent: None,
+                tracestate: None,
+                body: b"{}".to_vec(),
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn attempts_one_after_another_keep_one_connection() {
+        let (url, accepted) = server(false).await;
+        let client = WebhookClient::new(Duration::from_secs(5), true).unwrap();
+        for _ in 0..3 {
+            let outcome = post(&client, &url).await;
+            assert!(
+                matches!(outcome, AttemptOutcome::Delivered { status: 200 }),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(client.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_not_used_again() {
+        let (url, accepted) = server(true).await;
+        let client = WebhookClient::new(Duration::from_secs(5), true).unwrap();
+        for _ in 0..3 {
+            let outcome = post(&client, &url).await;
+            assert!(
+                matches!(outcome, AttemptOutcome::Delivered { status: 200 }),
+                "{outcome:?}"
+            );
+            // Time for the connection's task to see the server's close.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn no_keep_alive_closes_each_connection_after_its_answer() {
+        let (url, accepted) = server(false).await;
+        let pool = ConnectionPool {
+            max_idle_per_host: 0,
+            ..ConnectionPool::default()
+        };
+        let client = WebhookClient::with_pool(Duration::from_secs(5), true, pool).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                post(&client, &url).await,
+                AttemptOutcome::Delivered { .. }
+            ));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(client.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_https_url_is_sent_over_tls_only() {
+        // The server speaks plain HTTP: had the request gone out without
+        // TLS it would have been answered 200.
+        let (url, _) = server(false).await;
+        let outcome = post(
+            &WebhookClient::new(Duration::from_secs(5), true).unwrap(),
+            &url.replace("http://", "https://"),
+        )
+        .await;
+        match outcome {
+            AttemptOutcome::Connect { error } => assert!(error.contains("TLS"), "{error}"),
+            other => panic!("expected a failed TLS handshake, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_times_out_the_attempt() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let client = WebhookClient::new(Duration::from_millis(300), true).unwrap();
+        let outcome = post(&client, &url).await;
+        assert!(
+            matches!(outcome, AttemptOutcome::Timeout { .. }),
+            "{outcome:?}"
+        );
+        drop(listener);
     }
 
     #[test]

@@ -1,27 +1,22 @@
-//! The bound on idle keep-alive connections across hosts.
+//! The keep-alive pool of the webhook client: idle connections by host,
+//! bounded per host and across hosts.
 //!
-//! The HTTP client's pool (hyper-util's, under reqwest) bounds idle
-//! connections per host and closes them after an idle timeout, but has no
-//! bound across hosts: a replica that delivers to 10,000 hosts would keep
-//! up to 10,000 × the per-host bound idle, each a file descriptor. Nor can
-//! a connection be counted from outside the pool: reqwest hands its
-//! connector layers a connection type of its own, so no wrapper can see one
-//! close. So the bound is kept one level up, on the attempts: [`KeptHosts`]
-//! gives each host that uses the keep-alive client a weight, the most of
-//! its attempts that were in flight at once (at most
-//! `pool_max_idle_per_host`), which is the most connections the pool can
-//! hold for it; the weights add up to at most `pool_max_idle`. A host
-//! delivered to one attempt at a time costs one place, a busy host as many
-//! as it uses. An attempt that would take its host beyond the bound goes
-//! through a client without a pool, whose connection closes after the
-//! response. A kept host gives up its places once it has been unused for
-//! longer than its idle connections can live (the pool reaps them once per
-//! idle timeout), so the pool never holds more connections than the
-//! weights say.
+//! A replica that delivers to 10,000 hosts would otherwise keep a
+//! connection (a file descriptor, buffers, a TLS session) to every host it
+//! ever reached. [`IdleConnections`] keeps at most `pool_max_idle_per_host`
+//! idle connections to one host and `pool_max_idle` in all; a connection
+//! given back beyond a host's bound replaces that host's oldest, and beyond
+//! the total the oldest of any host, so the hosts delivered to most
+//! recently keep theirs. A connection unused for `pool_idle_timeout` is
+//! closed. Connections in use are not in the pool: at most `max_in_flight`
+//! of them, so a replica holds at most `max_in_flight + pool_max_idle`
+//! connections whatever the number of hosts.
 //!
-//! This module does no I/O and reads no clock: the caller passes the time.
+//! This module does no I/O and reads no clock: the caller passes the time,
+//! and closing a connection is dropping it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::DeliveryConfig;
@@ -57,176 +52,139 @@ impl ConnectionPool {
         }
     }
 
-    /// How long after an attempt to a host started its connections may
-    /// still be in the pool: the attempt may take `attempt_timeout`, its
-    /// connection then becomes idle, expires after the idle timeout, and
-    /// is removed by the pool's reaper, which runs once per idle timeout.
-    /// A second of slack covers the reaper's own lateness.
-    pub fn retention(&self, attempt_timeout: Duration) -> Duration {
-        attempt_timeout + 2 * self.idle_timeout + Duration::from_secs(1)
-    }
-
-    /// The places for the pool's connections, shared by the hosts.
-    pub fn places(&self, attempt_timeout: Duration) -> KeptHosts {
-        KeptHosts::new(
-            self.max_idle,
-            self.max_idle_per_host,
-            self.retention(attempt_timeout),
-        )
+    /// An empty pool with these bounds.
+    pub fn idle<C>(&self) -> IdleConnections<C> {
+        IdleConnections::new(self.max_idle, self.max_idle_per_host, self.idle_timeout)
     }
 }
 
-/// A kept host's attempt in flight, returned by [`KeptHosts::admit`]: pass
-/// it to [`KeptHosts::finish`] when the attempt is over (its response read
-/// or dropped).
-#[derive(Debug, PartialEq, Eq)]
-#[must_use]
-pub struct Admitted {
-    host: String,
-    /// Which stay of the host in the table the attempt belongs to.
-    stay: u64,
+/// An idle connection and when it was given back.
+#[derive(Debug)]
+struct Idle<C> {
+    connection: C,
+    /// When it became idle, with a sequence number that tells apart
+    /// connections given back at the same instant.
+    since: (Instant, u64),
 }
 
-/// A kept host.
+/// Idle connections by host (the scheme, host and port of a URL), at most
+/// `per_host` for one host and `capacity` in all, each for at most the
+/// idle timeout.
 #[derive(Debug)]
-struct Kept {
-    /// The start of its latest attempt, with that attempt's sequence number.
-    last: (Instant, u64),
-    /// The sequence number of its admission, telling its stays apart.
-    stay: u64,
-    in_flight: usize,
-    /// Places taken: the most attempts in flight at once during the stay.
-    weight: usize,
-}
-
-/// The hosts that may use the keep-alive client, each with the places its
-/// connections may take and the start of its latest attempt.
-#[derive(Debug)]
-pub struct KeptHosts {
+pub struct IdleConnections<C> {
     capacity: usize,
     per_host: usize,
-    retention: Duration,
-    hosts: HashMap<String, Kept>,
-    /// The same hosts ordered by latest attempt, oldest first.
-    by_age: BTreeMap<(Instant, u64), String>,
-    /// The weights of all kept hosts.
-    taken: usize,
+    idle_timeout: Duration,
+    /// Each host's idle connections, oldest first.
+    hosts: HashMap<Arc<str>, VecDeque<Idle<C>>>,
+    /// Every idle connection's host, oldest first: the first entry is the
+    /// front of its host's queue.
+    by_age: BTreeMap<(Instant, u64), Arc<str>>,
     sequence: u64,
 }
 
-impl KeptHosts {
-    /// At most `capacity` places in all, at most `per_host` for one host; a
-    /// host keeps its places until `retention` after the start of its
-    /// latest attempt.
-    pub fn new(capacity: usize, per_host: usize, retention: Duration) -> Self {
+impl<C> IdleConnections<C> {
+    /// At most `capacity` idle connections in all, `per_host` to one host,
+    /// each closed once idle for `idle_timeout`.
+    pub fn new(capacity: usize, per_host: usize, idle_timeout: Duration) -> Self {
         Self {
             capacity,
             per_host,
-            retention,
+            idle_timeout,
             hosts: HashMap::new(),
             by_age: BTreeMap::new(),
-            taken: 0,
             sequence: 0,
         }
     }
 
-    /// Whether an attempt to `host` starting at `now` may use a kept
-    /// connection; if so, the attempt is recorded until it is passed to
-    /// [`KeptHosts::finish`]. `now` does not go back between calls. The
-    /// host's key moves into the [`Admitted`] attempt, so that a kept host
-    /// costs no copy of it per attempt.
-    pub fn admit(&mut self, host: impl Into<String>, now: Instant) -> Option<Admitted> {
+    /// The most recently idle connection to `host`, if one is kept and not
+    /// yet expired at `now`. `now` does not go back between calls.
+    pub fn take(&mut self, host: &str, now: Instant) -> Option<C> {
+        self.expire(now);
+        let queue = self.hosts.get_mut(host)?;
+        let idle = queue.pop_back()?;
+        if queue.is_empty() {
+            self.hosts.remove(host);
+        }
+        self.by_age.remove(&idle.since);
+        Some(idle.connection)
+    }
+
+    /// Keeps `connection` to `host`, idle from `now`, closing the host's
+    /// oldest idle connection when the host has its bound, or else the
+    /// oldest of all when the pool is full. With no room at all (a bound
+    /// of 0) the connection itself is closed.
+    pub fn put(&mut self, host: &str, connection: C, now: Instant) {
         if self.capacity == 0 || self.per_host == 0 {
-            return None;
+            return;
         }
-        let host = host.into();
+        self.expire(now);
+        let host_is_full = self
+            .hosts
+            .get(host)
+            .is_some_and(|queue| queue.len() >= self.per_host);
+        if host_is_full {
+            self.close_oldest_of(host);
+        } else if self.by_age.len() >= self.capacity {
+            self.close_oldest();
+        }
         self.sequence += 1;
-        let stamp = (now, self.sequence);
-        if let Some(kept) = self.hosts.get(&host) {
-            // One more attempt at once than ever before during this stay
-            // needs one more place, up to the per-host bound (beyond it
-            // the pool keeps no more, whatever is in flight).
-            let grows = kept.in_flight >= kept.weight && kept.weight < self.per_host;
-            if grows && !self.make_room(now) {
-                return None;
-            }
-            let kept = self.hosts.get_mut(&host)?;
-            if grows {
-                kept.weight += 1;
-                self.taken += 1;
-            }
-            kept.in_flight += 1;
-            let old = std::mem::replace(&mut kept.last, stamp);
-            let stay = kept.stay;
-            if let Some(name) = self.by_age.remove(&old) {
-                self.by_age.insert(stamp, name);
-            }
-            return Some(Admitted { host, stay });
-        }
-        if !self.make_room(now) {
-            return None;
-        }
-        self.hosts.insert(
-            host.clone(),
-            Kept {
-                last: stamp,
-                stay: self.sequence,
-                in_flight: 1,
-                weight: 1,
-            },
-        );
-        self.by_age.insert(stamp, host.clone());
-        self.taken += 1;
-        Some(Admitted {
-            host,
-            stay: self.sequence,
-        })
+        let since = (now, self.sequence);
+        let key = match self.hosts.get_key_value(host) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(host),
+        };
+        self.by_age.insert(since, key.clone());
+        self.hosts
+            .entry(key)
+            .or_default()
+            .push_back(Idle { connection, since });
     }
 
-    /// An admitted attempt is over.
-    pub fn finish(&mut self, attempt: Admitted) {
-        if let Some(kept) = self.hosts.get_mut(&attempt.host)
-            && kept.stay == attempt.stay
-        {
-            kept.in_flight = kept.in_flight.saturating_sub(1);
+    /// Closes every connection idle for the idle timeout or longer at
+    /// `now`.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((&(since, _), _)) = self.by_age.first_key_value() {
+            if now.saturating_duration_since(since) < self.idle_timeout {
+                break;
+            }
+            self.close_oldest();
         }
     }
 
-    /// Hosts kept now.
+    /// Idle connections kept.
     pub fn len(&self) -> usize {
-        self.hosts.len()
+        self.by_age.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        self.by_age.is_empty()
     }
 
-    /// Places taken now.
-    pub fn taken(&self) -> usize {
-        self.taken
+    /// Hosts with at least one idle connection.
+    pub fn hosts(&self) -> usize {
+        self.hosts.len()
     }
 
-    /// Whether one more place is free, after giving up those of hosts
-    /// unused for longer than the retention.
-    fn make_room(&mut self, now: Instant) -> bool {
-        if self.taken >= self.capacity {
-            self.release_expired(now);
+    fn close_oldest(&mut self) {
+        if let Some((_, host)) = self.by_age.pop_first() {
+            self.pop_front(&host);
         }
-        self.taken < self.capacity
     }
 
-    /// Gives up the places of hosts unused for longer than the retention.
-    fn release_expired(&mut self, now: Instant) {
-        while let Some(entry) = self.by_age.first_entry() {
-            let (last, _) = *entry.key();
-            if now.saturating_duration_since(last) <= self.retention {
-                break;
-            }
-            let host = entry.remove();
-            if let Some(kept) = self.hosts.remove(&host) {
-                self.taken -= kept.weight;
-            }
+    fn close_oldest_of(&mut self, host: &str) {
+        if let Some(idle) = self.pop_front(host) {
+            self.by_age.remove(&idle.since);
         }
+    }
+
+    fn pop_front(&mut self, host: &str) -> Option<Idle<C>> {
+        let queue = self.hosts.get_mut(host)?;
+        let idle = queue.pop_front();
+        if queue.is_empty() {
+            self.hosts.remove(host);
+        }
+        idle
     }
 }
 
@@ -234,168 +192,140 @@ impl KeptHosts {
 mod tests {
     use super::*;
 
-    const RETENTION: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(60);
 
-    /// One attempt to `host` at `now`, over at once; whether it was kept.
-    fn one(kept: &mut KeptHosts, host: &str, now: Instant) -> bool {
-        match kept.admit(host, now) {
-            Some(attempt) => {
-                kept.finish(attempt);
-                true
-            }
-            None => false,
+    /// A pool of numbered connections, for what it kept.
+    fn pool(capacity: usize, per_host: usize) -> IdleConnections<u32> {
+        IdleConnections::new(capacity, per_host, IDLE)
+    }
+
+    fn consistent(pool: &IdleConnections<u32>) {
+        let queued: usize = pool.hosts.values().map(VecDeque::len).sum();
+        assert_eq!(queued, pool.by_age.len());
+        assert!(pool.hosts.values().all(|q| !q.is_empty()));
+        for (since, host) in &pool.by_age {
+            assert!(pool.hosts[host].iter().any(|idle| idle.since == *since));
         }
+        assert!(pool.len() <= pool.capacity);
+        assert!(pool.hosts.values().all(|q| q.len() <= pool.per_host));
     }
 
     #[test]
-    fn hosts_beyond_the_capacity_are_refused_until_a_place_expires() {
-        let start = Instant::now();
-        let mut kept = KeptHosts::new(2, 8, RETENTION);
-        assert!(one(&mut kept, "http://a:80", start));
-        assert!(one(&mut kept, "http://b:80", start));
-        assert!(!one(
-            &mut kept,
-            "http://c:80",
-            start + Duration::from_secs(1)
-        ));
-        // Kept hosts stay kept, and refresh their place.
-        assert!(one(
-            &mut kept,
-            "http://a:80",
-            start + Duration::from_secs(5)
-        ));
-        // b's place expires after the retention; a's was refreshed.
-        let later = start + RETENTION + Duration::from_secs(1);
-        assert!(one(&mut kept, "http://c:80", later));
-        assert!(!one(&mut kept, "http://d:80", later));
-        assert_eq!(kept.len(), 2);
-        assert!(one(&mut kept, "http://a:80", later));
-        assert!(!one(&mut kept, "http://b:80", later));
-    }
-
-    #[test]
-    fn a_place_is_kept_for_exactly_the_retention() {
-        let start = Instant::now();
-        let mut kept = KeptHosts::new(1, 8, RETENTION);
-        assert!(one(&mut kept, "http://a:80", start));
-        assert!(!one(&mut kept, "http://b:80", start + RETENTION));
-        assert!(one(
-            &mut kept,
-            "http://b:80",
-            start + RETENTION + Duration::from_nanos(1)
-        ));
-    }
-
-    #[test]
-    fn a_host_takes_as_many_places_as_attempts_it_had_at_once() {
+    fn the_most_recently_idle_connection_to_the_host_is_taken() {
         let now = Instant::now();
-        let mut kept = KeptHosts::new(5, 3, RETENTION);
-        // One attempt at a time, many times: one place.
-        for _ in 0..10 {
-            assert!(one(&mut kept, "http://a:80", now));
-        }
-        assert_eq!(kept.taken(), 1);
-        // Four at once: three places (the per-host bound); the fourth is
-        // kept too, since the pool keeps no more than three idle anyway.
-        let attempts: Vec<_> = (0..4)
-            .map(|_| kept.admit("http://b:80", now).expect("kept"))
-            .collect();
-        assert_eq!(kept.taken(), 4);
-        for attempt in attempts {
-            kept.finish(attempt);
-        }
-        // The places stay taken after the attempts: their connections are
-        // idle in the pool.
-        assert_eq!(kept.taken(), 4);
-        assert!(one(&mut kept, "http://c:80", now));
-        assert_eq!(kept.taken(), 5);
-        // Full: a new host, and one more attempt at once to a kept host,
-        // go without the pool; one at a time to a kept host still goes.
-        assert!(!one(&mut kept, "http://d:80", now));
-        let first = kept.admit("http://a:80", now).expect("a has its place");
-        assert_eq!(kept.admit("http://a:80", now), None);
-        kept.finish(first);
-        assert_eq!(kept.taken(), 5);
+        let mut pool = pool(10, 10);
+        pool.put("http://a:80", 1, now);
+        pool.put("http://a:80", 2, now + Duration::from_secs(1));
+        pool.put("http://b:80", 3, now + Duration::from_secs(2));
+        let later = now + Duration::from_secs(3);
+        assert_eq!(pool.take("http://a:80", later), Some(2));
+        assert_eq!(pool.take("http://a:80", later), Some(1));
+        assert_eq!(pool.take("http://a:80", later), None);
+        assert_eq!(pool.take("http://c:80", later), None);
+        assert_eq!((pool.len(), pool.hosts()), (1, 1));
+        consistent(&pool);
     }
 
     #[test]
-    fn an_attempt_of_an_earlier_stay_does_not_count_against_the_next() {
-        let start = Instant::now();
-        let mut kept = KeptHosts::new(2, 4, RETENTION);
-        let old = kept.admit("http://a:80", start).expect("kept");
-        // a is given up (its attempt outlived the retention, which a real
-        // attempt cannot) and admitted again.
-        let later = start + RETENTION + Duration::from_secs(1);
-        assert!(one(&mut kept, "http://b:80", later));
-        assert!(one(&mut kept, "http://c:80", later));
-        assert!(!kept.hosts.contains_key("http://a:80"));
-        kept.finish(old);
-        let much_later = later + RETENTION + Duration::from_secs(1);
-        let new = kept.admit("http://a:80", much_later).expect("kept");
-        let second = kept.admit("http://a:80", much_later).expect("kept");
-        kept.finish(second);
-        // The stale finish changed nothing: two at once took two places.
-        assert_eq!(kept.hosts["http://a:80"].weight, 2);
-        kept.finish(new);
-        assert_eq!(kept.hosts["http://a:80"].in_flight, 0);
-    }
-
-    #[test]
-    fn no_capacity_keeps_no_host() {
-        let mut kept = KeptHosts::new(0, 8, RETENTION);
-        assert_eq!(kept.admit("http://a:80", Instant::now()), None);
-        assert!(kept.is_empty());
-        // Keep-alive off (no idle connection per host): none either.
-        let mut off = ConnectionPool {
-            max_idle_per_host: 0,
-            max_idle: 100,
-            idle_timeout: Duration::from_secs(60),
+    fn a_full_host_gives_up_its_oldest_connection() {
+        let now = Instant::now();
+        let mut pool = pool(10, 2);
+        for n in 1..=3 {
+            pool.put("http://a:80", n, now + Duration::from_secs(n.into()));
         }
-        .places(Duration::from_secs(5));
-        assert_eq!(off.admit("http://a:80", Instant::now()), None);
+        pool.put("http://b:80", 9, now + Duration::from_secs(4));
+        assert_eq!(pool.len(), 3);
+        let later = now + Duration::from_secs(5);
+        assert_eq!(pool.take("http://a:80", later), Some(3));
+        assert_eq!(pool.take("http://a:80", later), Some(2));
+        assert_eq!(pool.take("http://a:80", later), None);
+        consistent(&pool);
     }
 
     #[test]
-    fn the_retention_covers_an_attempt_and_two_idle_timeouts() {
-        let pool = ConnectionPool {
-            max_idle_per_host: 1,
-            max_idle: 1,
-            idle_timeout: Duration::from_secs(60),
-        };
+    fn a_full_pool_gives_up_the_oldest_connection_of_any_host() {
+        let now = Instant::now();
+        let mut pool = pool(3, 3);
+        pool.put("http://a:80", 1, now);
+        pool.put("http://b:80", 2, now + Duration::from_secs(1));
+        pool.put("http://a:80", 3, now + Duration::from_secs(2));
+        pool.put("http://c:80", 4, now + Duration::from_secs(3));
+        consistent(&pool);
+        let later = now + Duration::from_secs(4);
+        assert_eq!(pool.take("http://a:80", later), Some(3));
         assert_eq!(
-            pool.retention(Duration::from_secs(30)),
-            Duration::from_secs(151)
+            pool.take("http://a:80", later),
+            None,
+            "the oldest was closed"
         );
+        assert_eq!(pool.take("http://b:80", later), Some(2));
+        assert_eq!(pool.take("http://c:80", later), Some(4));
+        assert!(pool.is_empty());
     }
 
     #[test]
-    fn the_age_order_stays_consistent_with_the_hosts() {
-        // Many hosts coming and going at the same instant: the two maps
-        // and the places taken must agree, or a place would never be
-        // given up.
+    fn a_connection_is_kept_for_less_than_the_idle_timeout() {
+        let now = Instant::now();
+        let mut pool = pool(10, 10);
+        pool.put("http://a:80", 1, now);
+        pool.put("http://a:80", 2, now + Duration::from_secs(30));
+        pool.expire(now + IDLE - Duration::from_millis(1));
+        assert_eq!(pool.len(), 2);
+        pool.expire(now + IDLE);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(
+            pool.take("http://a:80", now + IDLE + Duration::from_secs(29)),
+            Some(2)
+        );
+        pool.put("http://a:80", 3, now);
+        assert_eq!(
+            pool.take("http://a:80", now + IDLE),
+            None,
+            "expired when taken"
+        );
+        assert_eq!(pool.hosts(), 0);
+    }
+
+    #[test]
+    fn no_room_keeps_nothing() {
+        let now = Instant::now();
+        for (capacity, per_host) in [(0, 8), (8, 0)] {
+            let mut pool = pool(capacity, per_host);
+            pool.put("http://a:80", 1, now);
+            assert_eq!(pool.take("http://a:80", now), None);
+            assert!(pool.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_bounds_hold_and_the_indexes_agree_under_any_use() {
+        // A deterministic walk of puts, takes and expiries over a few hosts.
         let start = Instant::now();
-        let mut kept = KeptHosts::new(50, 2, RETENTION);
-        for round in 0..20u64 {
-            let now = start + RETENTION * u32::try_from(round).unwrap() * 2;
-            let mut open = Vec::new();
-            for i in 0..100 {
-                let host = format!("http://h{}:80", (i * 7 + round) % 120);
-                if let Some(attempt) = kept.admit(&host, now) {
-                    if i % 3 == 0 {
-                        open.push(attempt);
-                    } else {
-                        kept.finish(attempt);
-                    }
+        let mut pool = pool(7, 3);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut now = start;
+        for n in 0..5_000 {
+            now += Duration::from_millis(next() % 2_000);
+            let host = format!("http://h{}:80", next() % 5);
+            match next() % 3 {
+                0 => {
+                    pool.take(&host, now);
                 }
+                _ => pool.put(&host, n, now),
             }
-            for attempt in open {
-                kept.finish(attempt);
-            }
-            assert_eq!(kept.hosts.len(), kept.by_age.len());
-            let weights: usize = kept.hosts.values().map(|k| k.weight).sum();
-            assert_eq!(kept.taken(), weights);
-            assert!(kept.taken() <= 50);
-            assert!(kept.hosts.values().all(|k| k.in_flight == 0));
+            consistent(&pool);
+            // Every call closes what has expired first.
+            assert!(
+                pool.by_age
+                    .keys()
+                    .all(|(since, _)| now.duration_since(*since) < IDLE)
+            );
         }
     }
 }

@@ -148,7 +148,7 @@ pub enum RunError {
     #[error(transparent)]
     SchemaRegistry(#[from] crate::schema_registry::RegistryError),
     #[error("cannot build the HTTP client: {0}")]
-    Http(#[source] reqwest::Error),
+    Http(#[source] super::http::ClientError),
     #[error(transparent)]
     Traces(#[from] crate::telemetry::traces::TraceExportError),
 }
