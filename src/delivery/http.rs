@@ -459,18 +459,7 @@ mod tests {
     /// on, so a wrongly allowed attempt ends in a connection error.
     async fn attempt(url: &str, allow_private: bool) -> AttemptOutcome {
         let client = WebhookClient::new(Duration::from_secs(5), allow_private).unwrap();
-        let url = Url::parse(url).unwrap();
-        client
-            .post(WebhookRequest {
-                url: &url,
-                webhook_id: "msg_1",
-                timestamp: 0,
-                signature: None,
-                traceparent: None,
-                tracestate: None,
-                body: b"{}".to_vec(),
-            })
-            .await
+        post(&client, url).await
     }
 
     fn blocked_loopback(outcome: &AttemptOutcome) -> IpAddr {
