@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier,
@@ -207,6 +207,20 @@ partitions = 2
             .expect("alter configs");
         for result in results {
             result.unwrap_or_else(|(r, e)| panic!("altering {r:?}: {e}"));
+        }
+        // The controller acknowledges the change before every broker's
+        // metadata has it; wait until what a describe reads shows it.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let current = self.topic_configs(topic).await;
+            let applied = configs
+                .iter()
+                .all(|(key, value)| current.get(*key).map(String::as_str) == Some(*value));
+            if applied {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{topic}: still {current:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
