@@ -206,14 +206,12 @@ impl WebhookClient {
     fn keep(&self, origin: &str, mut sender: Sender) {
         if sender.is_ready() {
             lock(&self.inner.idle).put(origin, sender, Instant::now());
-        } else if !sender.is_closed()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
+        } else if !sender.is_closed() {
             // Rare: the connection's task has not yet taken in the end of
             // the answer. Waiting here would count against the attempt.
             let origin = origin.to_owned();
             let inner = Arc::downgrade(&self.inner);
-            runtime.spawn(async move {
+            tokio::spawn(async move {
                 if sender.ready().await.is_ok()
                     && let Some(idle) = inner.upgrade()
                 {
@@ -310,13 +308,6 @@ struct Connector {
     allow_private: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("destination {address} is blocked: {range}")]
-struct BlockedAddress {
-    address: IpAddr,
-    range: BlockedRange,
-}
-
 impl Connector {
     fn new(timeout: Duration, allow_private: bool) -> Result<Self, ClientError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -335,38 +326,41 @@ impl Connector {
     /// A new connection to `url`'s host, ready for a request; a failure is
     /// the attempt's outcome.
     async fn connect(&self, url: &Url) -> Result<Sender, AttemptOutcome> {
-        let connect = |error: String| AttemptOutcome::Connect { error };
-        match tokio::time::timeout(self.timeout, self.open(url)).await {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, self.open(url, deadline)).await {
             Ok(Ok(sender)) => Ok(sender),
-            Ok(Err(Failure::Blocked(blocked))) => Err(AttemptOutcome::BlockedDestination {
-                address: blocked.address,
-                range: blocked.range,
+            Ok(Err(Failure::Blocked { address, range })) => {
+                Err(AttemptOutcome::BlockedDestination { address, range })
+            }
+            Ok(Err(Failure::Connect(error))) => Err(AttemptOutcome::Connect { error }),
+            Err(_) => Err(AttemptOutcome::Connect {
+                error: format!(
+                    "connecting timed out after {}",
+                    humantime::format_duration(self.timeout)
+                ),
             }),
-            Ok(Err(Failure::Connect(error))) => Err(connect(error)),
-            Err(_) => Err(connect(format!(
-                "connecting timed out after {}",
-                humantime::format_duration(self.timeout)
-            ))),
         }
     }
 
-    async fn open(&self, url: &Url) -> Result<Sender, Failure> {
+    /// Connects to `url`'s host by `deadline`.
+    async fn open(&self, url: &Url, deadline: tokio::time::Instant) -> Result<Sender, Failure> {
         let port = url.port_or_known_default().unwrap_or(80);
-        let addresses = match url.host() {
-            Some(Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
-            Some(Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-            Some(Host::Domain(name)) => self.resolve(name, port).await?,
-            None => return Err(Failure::Connect(format!("{url} has no host"))),
+        let host = url
+            .host()
+            .ok_or_else(|| Failure::Connect(format!("{url} has no host")))?;
+        let addresses = match host {
+            Host::Ipv4(ip) => vec![SocketAddr::new(ip.into(), port)],
+            Host::Ipv6(ip) => vec![SocketAddr::new(ip.into(), port)],
+            Host::Domain(name) => self.resolve(name, port).await?,
         };
-        let tcp = connect_any(&addresses).await?;
+        let tcp = connect_any(&addresses, deadline).await?;
         tcp.set_nodelay(true).map_err(Failure::io("TCP_NODELAY"))?;
         if url.scheme() == "https" {
-            let name = match url.host() {
-                Some(Host::Domain(name)) => ServerName::try_from(name.to_owned())
+            let name = match host {
+                Host::Ipv4(ip) => ServerName::IpAddress(IpAddr::V4(ip).into()),
+                Host::Ipv6(ip) => ServerName::IpAddress(IpAddr::V6(ip).into()),
+                Host::Domain(name) => ServerName::try_from(name.to_owned())
                     .map_err(|e| Failure::Connect(format!("TLS server name {name}: {e}")))?,
-                Some(Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(ip).into()),
-                Some(Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(ip).into()),
-                None => unreachable!("a URL without a host was refused above"),
             };
             let tls = self
                 .tls
@@ -380,7 +374,7 @@ impl Connector {
     }
 
     /// The allowed addresses of `name`; when the guard left none,
-    /// [`BlockedAddress`].
+    /// [`Failure::Blocked`] with the first it refused.
     async fn resolve(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
         let resolved = tokio::net::lookup_host((name, port))
             .await
@@ -389,7 +383,7 @@ impl Connector {
         let allowed: Vec<SocketAddr> = resolved
             .filter(|a| match classify(a.ip()) {
                 Destination::Blocked(range) if !self.allow_private => {
-                    blocked.get_or_insert(BlockedAddress {
+                    blocked.get_or_insert(Failure::Blocked {
                         address: a.ip(),
                         range,
                     });
@@ -399,7 +393,7 @@ impl Connector {
             })
             .collect();
         match (allowed.is_empty(), blocked) {
-            (true, Some(blocked)) => Err(Failure::Blocked(blocked)),
+            (true, Some(blocked)) => Err(blocked),
             (true, None) => Err(Failure::Connect(format!("{name} resolved to no address"))),
             _ => Ok(allowed),
         }
@@ -408,7 +402,11 @@ impl Connector {
 
 /// Why a connection was not opened.
 enum Failure {
-    Blocked(BlockedAddress),
+    /// Every address of the host is one deliveries may not reach.
+    Blocked {
+        address: IpAddr,
+        range: BlockedRange,
+    },
     Connect(String),
 }
 
@@ -418,13 +416,21 @@ impl Failure {
     }
 }
 
-/// A TCP connection to the first of `addresses` that accepts one.
-async fn connect_any(addresses: &[SocketAddr]) -> Result<TcpStream, Failure> {
+/// A TCP connection to the first of `addresses` that accepts one by
+/// `deadline`. Each address gets an equal share of the time left, so that
+/// one that does not answer leaves time for the next.
+async fn connect_any(
+    addresses: &[SocketAddr],
+    deadline: tokio::time::Instant,
+) -> Result<TcpStream, Failure> {
     let mut last = None;
-    for address in addresses {
-        match TcpStream::connect(address).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = Some(format!("connecting to {address}: {e}")),
+    for (tried, address) in addresses.iter().enumerate() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let share = left / u32::try_from(addresses.len() - tried).unwrap_or(u32::MAX);
+        match tokio::time::timeout(share, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = Some(format!("connecting to {address}: {e}")),
+            Err(_) => last = Some(format!("connecting to {address}: timed out")),
         }
     }
     Err(Failure::Connect(
@@ -584,16 +590,20 @@ mod tests {
             .await
     }
 
+    async fn delivered(client: &WebhookClient, url: &str) {
+        let outcome = post(client, url).await;
+        assert!(
+            matches!(outcome, AttemptOutcome::Delivered { status: 200 }),
+            "{outcome:?}"
+        );
+    }
+
     #[tokio::test]
     async fn attempts_one_after_another_keep_one_connection() {
         let (url, accepted) = server(false).await;
         let client = WebhookClient::new(Duration::from_secs(5), true).unwrap();
         for _ in 0..3 {
-            let outcome = post(&client, &url).await;
-            assert!(
-                matches!(outcome, AttemptOutcome::Delivered { status: 200 }),
-                "{outcome:?}"
-            );
+            delivered(&client, &url).await;
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(client.idle(), 1);
@@ -604,11 +614,7 @@ mod tests {
         let (url, accepted) = server(true).await;
         let client = WebhookClient::new(Duration::from_secs(5), true).unwrap();
         for _ in 0..3 {
-            let outcome = post(&client, &url).await;
-            assert!(
-                matches!(outcome, AttemptOutcome::Delivered { status: 200 }),
-                "{outcome:?}"
-            );
+            delivered(&client, &url).await;
             // Time for the connection's task to see the server's close.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -624,10 +630,7 @@ mod tests {
         };
         let client = WebhookClient::with_pool(Duration::from_secs(5), true, pool).unwrap();
         for _ in 0..2 {
-            assert!(matches!(
-                post(&client, &url).await,
-                AttemptOutcome::Delivered { .. }
-            ));
+            delivered(&client, &url).await;
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert_eq!(client.idle(), 0);
@@ -660,6 +663,31 @@ mod tests {
             "{outcome:?}"
         );
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn an_address_that_does_not_answer_leaves_time_for_the_next() {
+        // A listener whose backlog is full and that accepts nothing: the
+        // kernel drops further handshakes, so a connect to it hangs.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let full = socket.listen(0).unwrap();
+        let stuck = full.local_addr().unwrap();
+        let mut waiting = Vec::new();
+        while let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(stuck)).await
+        {
+            waiting.push(stream);
+        }
+        let answering = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = answering.local_addr().unwrap();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        match connect_any(&[stuck, good], deadline).await {
+            Ok(stream) => assert_eq!(stream.peer_addr().unwrap(), good),
+            Err(_) => panic!("the answering address was not tried in time"),
+        }
+        assert!(tokio::time::Instant::now() < deadline);
     }
 
     #[test]

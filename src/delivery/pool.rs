@@ -161,11 +161,6 @@ impl<C> IdleConnections<C> {
         self.by_age.is_empty()
     }
 
-    /// Hosts with at least one idle connection.
-    pub fn hosts(&self) -> usize {
-        self.hosts.len()
-    }
-
     fn close_oldest(&mut self) {
         if let Some((_, host)) = self.by_age.pop_first() {
             self.pop_front(&host);
@@ -222,7 +217,7 @@ mod tests {
         assert_eq!(pool.take("http://a:80", later), Some(1));
         assert_eq!(pool.take("http://a:80", later), None);
         assert_eq!(pool.take("http://c:80", later), None);
-        assert_eq!((pool.len(), pool.hosts()), (1, 1));
+        assert_eq!((pool.len(), pool.hosts.len()), (1, 1));
         consistent(&pool);
     }
 
@@ -283,7 +278,7 @@ mod tests {
             None,
             "expired when taken"
         );
-        assert_eq!(pool.hosts(), 0);
+        assert!(pool.hosts.is_empty());
     }
 
     #[test]
