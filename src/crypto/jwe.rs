@@ -166,21 +166,30 @@ pub struct Recipient {
 impl Recipient {
     /// Prepares encryption to `key`, announcing `kid` in the header.
     pub fn new(key: PublicKey, kid: &str) -> Recipient {
-        let header = serde_json::to_vec(&HeaderOut {
-            alg: ALG,
-            enc: ENC,
-            kid,
-        })
+        // The header's members and punctuation take 47 bytes besides the kid.
+        let mut header = Vec::with_capacity(47 + kid.len());
+        serde_json::to_writer(
+            &mut header,
+            &HeaderOut {
+                alg: ALG,
+                enc: ENC,
+                kid,
+            },
+        )
         .expect("a struct of strings always serialises");
         Recipient::with_header(key, kid, &header)
     }
 
     fn with_header(key: PublicKey, kid: &str, header_json: &[u8]) -> Recipient {
-        let mut prefix = String::from(r#"{"protected":""#);
+        const OPEN: &str = r#"{"protected":""#;
+        const NEXT: &str = r#"","encrypted_key":""#;
+        let encoded = base64::encoded_len(header_json.len(), false).unwrap_or_default();
+        let mut prefix = String::with_capacity(OPEN.len() + encoded + NEXT.len());
+        prefix.push_str(OPEN);
         let start = prefix.len();
         URL_SAFE_NO_PAD.encode_string(header_json, &mut prefix);
         let aad = start..prefix.len();
-        prefix.push_str(r#"","encrypted_key":""#);
+        prefix.push_str(NEXT);
         Recipient {
             key,
             kid: kid.into(),

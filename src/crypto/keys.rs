@@ -8,6 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use aws_lc_rs::digest;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::error::{KeyRejected, Unspecified};
 use aws_lc_rs::rsa::{
@@ -24,8 +25,6 @@ use secrecy::zeroize::Zeroizing;
 use spki::der::asn1::{BitStringRef, OctetStringRef};
 use spki::der::{Decode as _, Encode as _};
 use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
-
-use super::primitives::sha256;
 
 /// The smallest RSA modulus hookline accepts, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -655,14 +654,34 @@ fn modulus_bits(modulus: &[u8]) -> usize {
 
 /// RFC 7638: SHA-256 over the JWK's required members in lexicographic order,
 /// without whitespace, integers as unpadded big-endian base64url.
-/// Returns the digest; its base64url is the thumbprint.
+/// Returns the digest; its base64url is the thumbprint. The JWK is fed to
+/// the digest in pieces rather than written out: a tenant's key is
+/// prepared at its first delivery, and a replica with many tenants
+/// prepares one for most deliveries to a tenant seldom delivered to.
 fn jwk_thumbprint(modulus: &[u8], exponent: &[u8]) -> [u8; 32] {
-    let json = format!(
-        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-        URL_SAFE_NO_PAD.encode(strip_leading_zeros(exponent)),
-        URL_SAFE_NO_PAD.encode(strip_leading_zeros(modulus)),
-    );
-    sha256(json.as_bytes())
+    let mut jwk = digest::Context::new(&digest::SHA256);
+    jwk.update(br#"{"e":""#);
+    update_base64url(&mut jwk, strip_leading_zeros(exponent));
+    jwk.update(br#"","kty":"RSA","n":""#);
+    update_base64url(&mut jwk, strip_leading_zeros(modulus));
+    jwk.update(br#""}"#);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(jwk.finish().as_ref());
+    out
+}
+
+/// Feeds the unpadded base64url of `bytes` to `digest`, encoded piece by
+/// piece on the stack. Pieces are a multiple of 3 bytes, so each encodes
+/// without padding and their texts join into the text of the whole.
+fn update_base64url(digest: &mut digest::Context, bytes: &[u8]) {
+    const PIECE: usize = 768;
+    let mut text = [0u8; PIECE / 3 * 4];
+    for piece in bytes.chunks(PIECE) {
+        let len = URL_SAFE_NO_PAD
+            .encode_slice(piece, &mut text)
+            .expect("the base64 of a piece fits its buffer");
+        digest.update(&text[..len]);
+    }
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -675,7 +694,7 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret as _;
 
-    use crate::crypto::test_keys;
+    use crate::crypto::{sha256, test_keys};
 
     const RSA1024_PUBLIC: &str = include_str!("testdata/rsa1024-public.pem");
     const RSA1024_PRIVATE: &str = include_str!("testdata/rsa1024-private.pem");
@@ -706,6 +725,24 @@ mod tests {
         let again = PublicKey::parse(&key.to_spki_pem()).unwrap();
         assert_eq!(again.thumbprint(), RFC7638_THUMBPRINT);
         assert_eq!(again, key);
+    }
+
+    /// The JWK fed to the digest in pieces is the JWK written out, for
+    /// moduli shorter and longer than a piece and at its edges.
+    #[test]
+    fn thumbprint_digests_the_jwk_as_written_out() {
+        for len in [1, 256, 767, 768, 769, 1024, 1537] {
+            let modulus: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+            let jwk = format!(
+                r#"{{"e":"AQAB","kty":"RSA","n":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode(&modulus)
+            );
+            assert_eq!(
+                jwk_thumbprint(&modulus, &[0, 1, 0, 1]),
+                sha256(jwk.as_bytes()),
+                "a modulus of {len} bytes"
+            );
+        }
     }
 
     #[test]

@@ -231,10 +231,16 @@ impl Tenant {
     pub fn prepare(&self) -> Result<PreparedTenant, TenantError> {
         let key = self.public_key.prepare().map_err(TenantError::PublicKey)?;
         let url = Url::parse(&self.url).map_err(|e| TenantError::Url(e.to_string()))?;
-        Ok(PreparedTenant {
-            recipient: Recipient::new(key, &self.key_id()),
-            url,
-        })
+        // The prepared key has its thumbprint already: not worked out again
+        // as `key_id` would.
+        let recipient = match &self.key_id {
+            Some(kid) => Recipient::new(key, kid),
+            None => {
+                let kid = key.thumbprint();
+                Recipient::new(key, &kid)
+            }
+        };
+        Ok(PreparedTenant { recipient, url })
     }
 
     /// The secrets that sign a request made at `now`: the current one, then
@@ -499,6 +505,26 @@ mod tests {
             let prepared = tenant.prepare().unwrap();
             assert_eq!(prepared.url.host_str(), Some(host), "{url}");
         }
+    }
+
+    #[test]
+    fn a_prepared_tenant_announces_its_key_id_or_else_its_keys_thumbprint() {
+        let thumbprint = crate::crypto::PublicKey::parse(test_keys::RSA2048_SPKI)
+            .unwrap()
+            .thumbprint();
+        let plain = Tenant::from_bytes("acme", &record("https://example.com/")).unwrap();
+        assert_eq!(plain.prepare().unwrap().recipient.kid(), thumbprint);
+        assert_eq!(plain.key_id(), thumbprint);
+
+        let value = serde_json::to_vec(&serde_json::json!({
+            "url": "https://example.com/",
+            "public_key": test_keys::RSA2048_SPKI,
+            "key_id": "2026-q4",
+        }))
+        .unwrap();
+        let named = Tenant::from_bytes("acme", &value).unwrap();
+        assert_eq!(named.prepare().unwrap().recipient.kid(), "2026-q4");
+        assert_eq!(named.key_id(), "2026-q4");
     }
 
     #[test]
