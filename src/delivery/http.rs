@@ -163,7 +163,11 @@ impl WebhookClient {
                 },
             }
         }
-        let mut sender = match self.inner.connector.connect(url).await {
+        // Boxed: opening a connection (resolving, TCP, TLS) takes most of
+        // the attempt's future, and every delivery task would carry that
+        // space, also while it waits for its turn, for a path most attempts
+        // do not take.
+        let mut sender = match Box::pin(self.inner.connector.connect(url)).await {
             Ok(sender) => sender,
             Err(outcome) => return outcome,
         };
@@ -663,6 +667,31 @@ mod tests {
             "{outcome:?}"
         );
         drop(listener);
+    }
+
+    /// A delivery task holds its attempt's future also while it waits for
+    /// a place among `max_in_flight`, and thousands may wait: opening a
+    /// connection, the largest part and the one most attempts skip, is kept
+    /// out of it.
+    #[tokio::test]
+    async fn an_attempt_does_not_carry_the_space_of_opening_a_connection() {
+        let client = WebhookClient::new(Duration::from_secs(5), true).unwrap();
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let attempt = client.post(WebhookRequest {
+            url: &url,
+            webhook_id: "msg_1",
+            timestamp: 0,
+            signature: None,
+            traceparent: None,
+            tracestate: None,
+            body: Vec::new(),
+        });
+        let opening = client.inner.connector.connect(&url);
+        let (attempt, opening) = (size_of_val(&attempt), size_of_val(&opening));
+        assert!(
+            attempt < opening,
+            "an attempt takes {attempt} bytes, opening a connection {opening}"
+        );
     }
 
     #[tokio::test]
