@@ -579,19 +579,21 @@ mod tests {
         (url, accepted)
     }
 
+    fn request(url: &Url) -> WebhookRequest<'_> {
+        WebhookRequest {
+            url,
+            webhook_id: "msg_1",
+            timestamp: 0,
+            signature: None,
+            traceparent: None,
+            tracestate: None,
+            body: b"{}".to_vec(),
+        }
+    }
+
     async fn post(client: &WebhookClient, url: &str) -> AttemptOutcome {
         let url = Url::parse(url).unwrap();
-        client
-            .post(WebhookRequest {
-                url: &url,
-                webhook_id: "msg_1",
-                timestamp: 0,
-                signature: None,
-                traceparent: None,
-                tracestate: None,
-                body: b"{}".to_vec(),
-            })
-            .await
+        client.post(request(&url)).await
     }
 
     async fn delivered(client: &WebhookClient, url: &str) {
@@ -677,15 +679,7 @@ mod tests {
     async fn an_attempt_does_not_carry_the_space_of_opening_a_connection() {
         let client = WebhookClient::new(Duration::from_secs(5), true).unwrap();
         let url = Url::parse("http://127.0.0.1:9/").unwrap();
-        let attempt = client.post(WebhookRequest {
-            url: &url,
-            webhook_id: "msg_1",
-            timestamp: 0,
-            signature: None,
-            traceparent: None,
-            tracestate: None,
-            body: Vec::new(),
-        });
+        let attempt = client.post(request(&url));
         let opening = client.inner.connector.connect(&url);
         let (attempt, opening) = (size_of_val(&attempt), size_of_val(&opening));
         assert!(
